@@ -1,0 +1,172 @@
+// Python bindings of the private module modelguard_fast._C. The public API is
+// the Python package; these functions expect arrays it has already validated
+// and check only what would otherwise corrupt memory.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "modelguard_fast/cuda_api.h"
+#include "modelguard_fast/mgs_cpu.h"
+#include "modelguard_fast/parallel.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+void require(const py::array& a, int64_t size, const char* name, bool writable) {
+  if (!py::isinstance<py::array_t<T>>(a) || !py::dtype::of<T>().is(a.dtype())) {
+    throw std::invalid_argument(std::string(name) + ": wrong dtype");
+  }
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": not C-contiguous");
+  if (writable && !a.writeable()) throw std::invalid_argument(std::string(name) + ": read-only");
+  if (size >= 0 && a.size() != size) throw std::invalid_argument(std::string(name) + ": wrong size");
+}
+
+template <typename T>
+const T* in_ptr(const py::array& a, int64_t size, const char* name) {
+  require<T>(a, size, name, false);
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+T* out_ptr(py::array& a, int64_t size, const char* name) {
+  require<T>(a, size, name, true);
+  return static_cast<T*>(a.mutable_data());
+}
+
+std::tuple<int64_t, int64_t> rows_cols(const py::array& x) {
+  if (x.ndim() != 2) throw std::invalid_argument("expected a 2-D array");
+  return {x.shape(0), x.shape(1)};
+}
+
+py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c.code, c.col, c.value); }
+
+template <typename T>
+void bind_codebooks(py::module_& m, const char* name) {
+  using CB = mgf::Codebooks<T>;
+  py::class_<CB>(m, name)
+      .def(py::init<int64_t>(), py::arg("num_classes"))
+      .def_property_readonly("num_classes", &CB::num_classes)
+      .def("counts", &CB::counts)
+      .def("total", &CB::total)
+      .def("clear", &CB::clear)
+      .def("truncate", &CB::truncate, py::arg("counts"))
+      .def(
+          "quantize",
+          [](CB& cb, const py::array& x, double eps, int32_t mode, double sum_tol, py::array& out, py::array& top,
+             py::array& index, py::array& distance) {
+            auto [B, C] = rows_cols(x);
+            const T* xp = in_ptr<T>(x, -1, "x");
+            T* op = out_ptr<T>(out, B * C, "out");
+            int64_t* tp = out_ptr<int64_t>(top, B, "top");
+            int64_t* ip = out_ptr<int64_t>(index, B, "index");
+            T* dp = out_ptr<T>(distance, B, "distance");
+            int64_t appended = 0;
+            mgf::BatchCheck check;
+            {
+              py::gil_scoped_release release;
+              check = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op, tp, ip, dp, &appended);
+            }
+            return py::make_tuple(check_tuple(check), appended);
+          },
+          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"), py::arg("top"),
+          py::arg("index"), py::arg("distance"))
+      .def(
+          "settle",
+          [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode,
+             const std::vector<int64_t>& counts_before, py::array& index, py::array& distance) {
+            auto [n, C] = rows_cols(rows);
+            const T* rp = in_ptr<T>(rows, -1, "rows");
+            const int64_t* tp = in_ptr<int64_t>(top, n, "top");
+            int64_t* ip = out_ptr<int64_t>(index, n, "index");
+            T* dp = out_ptr<T>(distance, n, "distance");
+            for (int64_t i = 0; i < n; ++i) {
+              if (tp[i] < 0 || tp[i] >= cb.num_classes()) throw std::out_of_range("top: class out of range");
+            }
+            py::gil_scoped_release release;
+            return cb.settle(rp, n, C, tp, static_cast<T>(eps), mode, counts_before, ip, dp);
+          },
+          py::arg("rows"), py::arg("top"), py::arg("eps"), py::arg("mode"), py::arg("counts_before"),
+          py::arg("index"), py::arg("distance"))
+      .def(
+          "append_rows",
+          [](CB& cb, const py::array& classes, const py::array& rows) {
+            auto [n, C] = rows_cols(rows);
+            const int64_t* cp = in_ptr<int64_t>(classes, n, "classes");
+            const T* rp = in_ptr<T>(rows, -1, "rows");
+            for (int64_t i = 0; i < n; ++i) {
+              if (cp[i] < 0 || cp[i] >= cb.num_classes()) throw std::out_of_range("classes: class out of range");
+            }
+            for (int64_t i = 0; i < n; ++i) cb.append(cp[i], rp + i * C, C);
+          },
+          py::arg("classes"), py::arg("rows"))
+      .def("pack",
+           [](const CB& cb) {
+             py::array_t<T> codebook({cb.total(), cb.num_classes()});
+             py::array_t<int64_t> offsets(cb.num_classes() + 1);
+             cb.pack(codebook.mutable_data(), offsets.mutable_data());
+             return py::make_tuple(codebook, offsets);
+           })
+      .def(
+          "class_rows",
+          [](const CB& cb, int64_t cls) {
+            if (cls < 0 || cls >= cb.num_classes()) throw std::out_of_range("class out of range");
+            const auto& rows = cb.class_rows(cls);
+            py::array_t<T> a({cb.count(cls), cb.num_classes()});
+            std::copy(rows.begin(), rows.end(), a.mutable_data());
+            return a;
+          },
+          py::arg("cls"));
+}
+
+template <typename T>
+py::tuple check_rows(const py::array& x, double sum_tol, py::array& top) {
+  auto [B, C] = rows_cols(x);
+  const T* xp = in_ptr<T>(x, -1, "x");
+  int64_t* tp = out_ptr<int64_t>(top, B, "top");
+  mgf::BatchCheck c;
+  {
+    py::gil_scoped_release release;
+    c = mgf::check_probability_rows(xp, B, C, sum_tol, tp);
+  }
+  return check_tuple(c);
+}
+
+template <typename T>
+void search_packed(const py::array& x, const py::array& top, const py::array& codebook, const py::array& offsets,
+                   double eps, int32_t mode, py::array& index, py::array& distance) {
+  auto [B, C] = rows_cols(x);
+  const T* xp = in_ptr<T>(x, -1, "x");
+  const int64_t* tp = in_ptr<int64_t>(top, B, "top");
+  const int64_t* op = in_ptr<int64_t>(offsets, C + 1, "offsets");
+  const T* cp = in_ptr<T>(codebook, op[C] * C, "codebook");
+  int64_t* ip = out_ptr<int64_t>(index, B, "index");
+  T* dp = out_ptr<T>(distance, B, "distance");
+  for (int64_t i = 0; i < B; ++i) {
+    if (tp[i] < 0 || tp[i] >= C) throw std::out_of_range("top: class out of range");
+  }
+  py::gil_scoped_release release;
+  mgf::search_packed(xp, B, C, tp, cp, op, static_cast<T>(eps), mode, ip, dp);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "Compiled kernels of modelguard_fast (private; use the Python API).";
+  m.def("cuda_built", &mgf::cuda_built);
+  m.def("cuda_device_count", &mgf::cuda_device_count);
+  m.def("max_threads", &mgf::max_threads);
+
+  bind_codebooks<float>(m, "Codebooks32");
+  bind_codebooks<double>(m, "Codebooks64");
+  m.def("check_rows_f32", &check_rows<float>);
+  m.def("check_rows_f64", &check_rows<double>);
+  m.def("search_packed_f32", &search_packed<float>);
+  m.def("search_packed_f64", &search_packed<double>);
+  m.def("mgs_search_cuda", &mgf::mgs_search_cuda, py::call_guard<py::gil_scoped_release>());
+}

@@ -1,0 +1,159 @@
+#include <algorithm>
+#include <stdexcept>
+
+#include "modelguard_fast/mgs_cpu.h"
+#include "modelguard_fast/parallel.h"
+
+namespace mgf {
+
+template <typename T>
+BatchCheck check_probability_rows(const T* x, int64_t B, int64_t C, double sum_tol, int64_t* top) {
+  std::vector<int32_t> codes(static_cast<size_t>(B), kRowOk);
+  parallel_for(B, C, [&](int64_t i) {
+    int64_t col = -1;
+    double value = 0.0;
+    codes[i] = check_probability_row(x + i * C, C, sum_tol, &top[i], &col, &value);
+  });
+  BatchCheck check;
+  for (int64_t i = 0; i < B; ++i) {
+    if (codes[i] != kRowOk) {
+      int64_t t = 0;
+      check.row = i;
+      check.code = check_probability_row(x + i * C, C, sum_tol, &t, &check.col, &check.value);
+      break;
+    }
+  }
+  return check;
+}
+
+template <typename T>
+void search_packed(const T* x, int64_t B, int64_t C, const int64_t* top, const T* codebook,
+                   const int64_t* offsets, T eps, int32_t mode, int64_t* index, T* distance) {
+  parallel_for(B, C * 64, [&](int64_t i) {
+    const int64_t t = top[i];
+    const T* base = codebook + offsets[t] * C;
+    const SearchHit<T> hit =
+        search_codebook(x + i * C, base, 0, offsets[t + 1] - offsets[t], C, eps, mode);
+    index[i] = hit.index;
+    distance[i] = hit.distance;
+  });
+}
+
+template <typename T>
+Codebooks<T>::Codebooks(int64_t num_classes) : rows_(static_cast<size_t>(num_classes)) {
+  if (num_classes < 1) throw std::invalid_argument("num_classes must be >= 1");
+}
+
+template <typename T>
+int64_t Codebooks<T>::count(int64_t cls) const {
+  return static_cast<int64_t>(rows_[cls].size()) / num_classes();
+}
+
+template <typename T>
+int64_t Codebooks<T>::total() const {
+  int64_t n = 0;
+  for (int64_t t = 0; t < num_classes(); ++t) n += count(t);
+  return n;
+}
+
+template <typename T>
+std::vector<int64_t> Codebooks<T>::counts() const {
+  std::vector<int64_t> c(static_cast<size_t>(num_classes()));
+  for (int64_t t = 0; t < num_classes(); ++t) c[t] = count(t);
+  return c;
+}
+
+template <typename T>
+void Codebooks<T>::append(int64_t cls, const T* row, int64_t C) {
+  if (C != num_classes()) throw std::invalid_argument("centroid has the wrong number of columns");
+  if (cls < 0 || cls >= num_classes()) throw std::out_of_range("class index out of range");
+  rows_[cls].insert(rows_[cls].end(), row, row + C);
+}
+
+template <typename T>
+void Codebooks<T>::truncate(const std::vector<int64_t>& counts) {
+  if (static_cast<int64_t>(counts.size()) != num_classes()) throw std::invalid_argument("one count per class expected");
+  for (int64_t t = 0; t < num_classes(); ++t) {
+    if (counts[t] < 0 || counts[t] > count(t)) throw std::invalid_argument("truncate can only shrink a codebook");
+  }
+  for (int64_t t = 0; t < num_classes(); ++t) rows_[t].resize(static_cast<size_t>(counts[t] * num_classes()));
+}
+
+template <typename T>
+void Codebooks<T>::clear() {
+  for (auto& r : rows_) r.clear();
+}
+
+template <typename T>
+void Codebooks<T>::pack(T* codebook, int64_t* offsets) const {
+  int64_t n = 0;
+  for (int64_t t = 0; t < num_classes(); ++t) {
+    offsets[t] = n;
+    std::copy(rows_[t].begin(), rows_[t].end(), codebook + n * num_classes());
+    n += count(t);
+  }
+  offsets[num_classes()] = n;
+}
+
+template <typename T>
+int64_t Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t* top, T eps, int32_t mode,
+                             const std::vector<int64_t>& counts_before, int64_t* index, T* distance) {
+  int64_t appended = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = top[i];
+    if (mode == kSearchFirst && index[i] >= 0) continue;
+    const T* y = rows + i * C;
+    // Only centroids appended earlier in this batch remain to be searched.
+    const int64_t begin = counts_before[t];
+    const int64_t end = count(t);
+    if (end > begin) {
+      const SearchHit<T> fresh = search_codebook(y, rows_[t].data(), begin, end, C, eps, mode);
+      if (fresh.index >= 0 && (index[i] < 0 || fresh.distance < distance[i])) {
+        index[i] = fresh.index;
+        distance[i] = fresh.distance;
+      }
+    }
+    if (index[i] < 0) {
+      append(t, y, C);
+      index[i] = count(t) - 1;
+      distance[i] = T(0);
+      ++appended;
+    }
+  }
+  return appended;
+}
+
+template <typename T>
+BatchCheck Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol, T* out,
+                                  int64_t* top, int64_t* index, T* distance, int64_t* appended) {
+  if (mode != kSearchFirst && mode != kSearchNearest) throw std::invalid_argument("quantize mode must be first or nearest");
+  if (C != num_classes()) throw std::invalid_argument("rows must have num_classes columns");
+  *appended = 0;
+  const BatchCheck check = check_probability_rows(x, B, C, sum_tol, top);
+  if (check.row >= 0) return check;
+
+  const std::vector<int64_t> before = counts();
+  parallel_for(B, C * 64, [&](int64_t i) {
+    const int64_t t = top[i];
+    const SearchHit<T> hit = search_codebook(x + i * C, rows_[t].data(), 0, before[t], C, eps, mode);
+    index[i] = hit.index;
+    distance[i] = hit.distance;
+  });
+  *appended = settle(x, B, C, top, eps, mode, before, index, distance);
+  for (int64_t i = 0; i < B; ++i) {
+    const T* c = rows_[top[i]].data() + index[i] * C;
+    std::copy(c, c + C, out + i * C);
+  }
+  return check;
+}
+
+#define MGF_INSTANTIATE(T)                                                                                   \
+  template BatchCheck check_probability_rows<T>(const T*, int64_t, int64_t, double, int64_t*);              \
+  template void search_packed<T>(const T*, int64_t, int64_t, const int64_t*, const T*, const int64_t*, T,    \
+                                 int32_t, int64_t*, T*);                                                     \
+  template class Codebooks<T>;
+
+MGF_INSTANTIATE(float)
+MGF_INSTANTIATE(double)
+
+}  // namespace mgf

@@ -1,0 +1,83 @@
+"""Argument checks shared by the defenses; every error names the argument,
+what was expected and what was received."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+ROW_OK, ROW_NON_FINITE, ROW_NEGATIVE, ROW_BAD_SUM = 0, 1, 2, 3
+
+# Rows of a probability batch must sum to 1 within this absolute tolerance
+# (float32 softmax outputs of up to a few thousand classes stay well inside it).
+DEFAULT_SUM_TOL = 1e-3
+
+
+def real_number(value, name: str) -> float:
+    """`value` as a float; TypeError unless it is a real number (bools refused), ValueError if not finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def eps_value(eps, name: str = "eps") -> float:
+    """An L1 budget in (0, 2]: 2 is the largest L1 distance between two distributions."""
+    eps = real_number(eps, name)
+    if not 0.0 < eps <= 2.0:
+        raise ValueError(f"{name} must be in (0, 2], got {eps}")
+    return eps
+
+
+def choice(value, name: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
+    return value
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def float_dtype(value, name: str = "dtype") -> np.dtype:
+    """float32 or float64, given as a numpy dtype, a name or a torch dtype."""
+    text = str(value).replace("torch.", "")
+    if text in ("float32", "float64"):
+        return np.dtype(text)
+    raise ValueError(f"{name} must be float32 or float64, got {value!r}")
+
+
+def raise_row_error(name: str, row: int, code: int, col: int, value: float, sum_tol: float) -> None:
+    """Turns a kernel's row check into the matching ValueError."""
+    if code == ROW_NON_FINITE:
+        raise ValueError(f"{name} must be finite, got {value} at row {row}, column {col}")
+    if code == ROW_NEGATIVE:
+        raise ValueError(f"{name} must be non-negative probabilities, got {value} at row {row}, column {col}")
+    if code == ROW_BAD_SUM:
+        raise ValueError(
+            f"{name} rows must sum to 1 (within sum_tol={sum_tol}), row {row} sums to {value!r}; "
+            "pass renormalize=True to rescale rows"
+        )
+    raise RuntimeError(f"unknown row status {code} for {name} row {row}")
+
+
+def check_probability_rows(x: np.ndarray, name: str, sum_tol: float) -> np.ndarray:
+    """Validates a C-contiguous float32/float64 batch and returns its top-1 classes.
+
+    Raises ValueError naming the first bad row: a non-finite or negative entry,
+    or a row sum farther than sum_tol from 1.
+    """
+    from . import _C
+
+    top = np.empty(x.shape[0], dtype=np.int64)
+    check = _C.check_rows_f32 if x.dtype == np.float32 else _C.check_rows_f64
+    row, code, col, value = check(x, sum_tol, top)
+    if row >= 0:
+        raise_row_error(name, row, code, col, value, sum_tol)
+    return top

@@ -1,0 +1,1 @@
+"""Defenses: each maps clean predictions to defended ones under one interface."""

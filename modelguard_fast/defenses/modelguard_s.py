@@ -1,0 +1,373 @@
+"""ModelGuard-S: ordered incremental quantization (Algorithm 1 of the paper).
+
+Each class t owns an append-only codebook. A prediction whose top-1 class is t
+is answered with the lowest-index centroid of codebook t within L1 distance
+eps; when there is none it is appended and returned unchanged. Batches give
+bit for bit the answers of a row-by-row run, including rows answered by a
+centroid that an earlier row of the same batch created.
+
+Distances are L1 sums in the guard's dtype (float32 by default), in a fixed
+summation order shared by the CPU and GPU kernels; inputs of the other float
+dtype are cast to it and the answers cast back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from .. import _C
+from .. import _arrays
+from .._validation import (
+    DEFAULT_SUM_TOL,
+    check_probability_rows as _check_rows,
+    choice,
+    eps_value,
+    float_dtype,
+    positive_int,
+    raise_row_error,
+    real_number,
+)
+from ..ops.mgs import packed_to_device, search_cuda
+from ..persistence import Journal, read_snapshot, write_snapshot
+from .base import Defense
+from .modelguard_s_frozen import FrozenModelGuardS
+
+ORDERS = ("first", "nearest")
+_MODE = {"first": 0, "nearest": 1, "offline": 2}
+SNAPSHOT_FORMAT = "modelguard_fast.ModelGuardS"
+SNAPSHOT_VERSION = 1
+
+
+def _store_type(dtype: np.dtype):
+    return _C.Codebooks32 if dtype == np.float32 else _C.Codebooks64
+
+
+def _renormalized(batch: _arrays.Batch, name: str) -> None:
+    """Rescales each row of a batch to sum to 1, after checking it is finite and non-negative."""
+    data = batch.data
+    host = data.cpu().numpy() if batch.on_cuda else data
+    _check_rows(host, name, float("inf"))
+    sums = host.sum(axis=1, dtype=np.float64)
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        raise ValueError(f"{name} row {zero[0]} sums to 0 and cannot be renormalized")
+    if batch.on_cuda:
+        batch.data = (data.double() / data.double().sum(dim=1, keepdim=True)).to(data.dtype).contiguous()
+    else:
+        batch.data = np.ascontiguousarray((host / sums[:, None]).astype(host.dtype))
+
+
+class _DeviceMirror:
+    """Packed copy of the codebooks on one CUDA device, refreshed when they change."""
+
+    def __init__(self):
+        self.version = -1
+        self.codebook = None
+        self.offsets = None
+        self.offsets_host = None
+
+    def refresh(self, store, version: int, device) -> None:
+        if self.version == version:
+            return
+        codebook, offsets = store.pack()
+        self.codebook, self.offsets = packed_to_device(codebook, offsets, device)
+        self.offsets_host = offsets
+        self.version = version
+
+
+class ModelGuardS(Defense):
+    """Ordered incremental quantization with per-class codebooks.
+
+    Args:
+        num_classes: number of classes C.
+        eps: L1 distortion budget, in (0, 2].
+        order: "first" (Algorithm 1, default) or "nearest" (answer with the
+            nearest admissible centroid: the paper's leaky ablation).
+        dtype: float32 (default) or float64; codebooks are stored and
+            distances computed in it.
+        sum_tol: rows must sum to 1 within this absolute tolerance.
+        renormalize: rescale rows to sum 1 instead of refusing them.
+        journal: path of an append-only journal. Every new centroid is made
+            durable there before the answer that uses it is returned; opening
+            an existing journal restores the codebooks it records.
+
+    Calls are thread-safe: concurrent calls are serialised, so every result
+    equals that of some sequential order of the calls.
+    """
+
+    name = "ModelGuard-S"
+    preserves_top1 = True
+    deterministic = True
+    discrete_outputs = True
+
+    def __init__(self, num_classes: int, eps: float = 1.0, order: str = "first", dtype: Any = "float32",
+                 sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False,
+                 journal: str | os.PathLike | None = None):
+        self.num_classes = positive_int(num_classes, "num_classes")
+        self.eps = eps_value(eps)
+        self.order = choice(order, "order", ORDERS)
+        self.dtype = float_dtype(dtype)
+        self.sum_tol = real_number(sum_tol, "sum_tol")
+        if self.sum_tol < 0:
+            raise ValueError(f"sum_tol must be >= 0, got {self.sum_tol}")
+        if not isinstance(renormalize, bool):
+            raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
+        self.renormalize = renormalize
+        self._lock = threading.RLock()
+        self._store = _store_type(self.dtype)(self.num_classes)
+        self._version = 0
+        self._mirrors: dict[str, _DeviceMirror] = {}
+        self._reset_stats()
+        self._journal = None
+        self._journal_closed = False
+        if journal is not None:
+            self._journal = Journal(journal, self._settings(), self.num_classes * self.dtype.itemsize)
+            self._replay(self._journal.records)
+            self._journal.records = []
+
+    # ----------------------------------------------------------------- settings
+    def _settings(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "eps": self.eps, "order": self.order, "dtype": self.dtype.name}
+
+    def __repr__(self) -> str:
+        return (f"ModelGuardS(num_classes={self.num_classes}, eps={self.eps}, order={self.order!r}, "
+                f"dtype={self.dtype.name!r}, centroids={self.num_centroids})")
+
+    def _reset_stats(self) -> None:
+        self._queries = 0
+        self._distortion_sum = 0.0
+        self._distortion_max = 0.0
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    # ------------------------------------------------------------ the defense
+    def __call__(self, probs: Any) -> Any:
+        """Quantizes predictions; see the class docstring."""
+        batch = _arrays.prepare(probs, "probs", self.num_classes, self.dtype)
+        if self.renormalize:
+            _renormalized(batch, "probs")
+        with self._lock:
+            if self._journal_closed:
+                raise RuntimeError("this guard's journal was closed; open a new guard on the journal")
+            if batch.on_cuda:
+                out, distance = self._quantize_cuda(batch.data)
+            else:
+                out, distance = self._quantize_cpu(batch.data)
+            self._queries += batch.rows
+            self._distortion_sum += float(distance.sum(dtype=np.float64))
+            self._distortion_max = max(self._distortion_max, float(distance.max()))
+        return _arrays.restore(out, batch)
+
+    def _quantize_cpu(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        B = x.shape[0]
+        out = np.empty_like(x)
+        top = np.empty(B, dtype=np.int64)
+        index = np.empty(B, dtype=np.int64)
+        distance = np.empty(B, dtype=self.dtype)
+        before = self._store.counts()
+        (row, code, col, value), appended = self._store.quantize(
+            x, self.eps, _MODE[self.order], self.sum_tol, out, top, index, distance)
+        if row >= 0:
+            raise_row_error("probs", row, code, col, value, self.sum_tol)
+        if appended:
+            self._commit(before)
+        return out, distance
+
+    def _quantize_cuda(self, x) -> tuple[Any, np.ndarray]:
+        import torch
+
+        B = x.shape[0]
+        device = x.device
+        mirror = self._mirror(device)
+        top, index, distance = search_cuda(x, mirror.codebook, mirror.offsets, self.eps, self.order, self.sum_tol)
+        top_h = top.cpu().numpy()
+        index_h = index.cpu().numpy()
+        distance_h = distance.cpu().numpy()
+        misses = np.flatnonzero(index_h < 0)
+        if misses.size:
+            # Rows the existing codebooks could not answer are settled in stream
+            # order on the host (only they can create centroids). The nearest
+            # order needs every row, since new centroids can be nearer.
+            pending = misses if self.order == "first" else np.arange(B)
+            rows = x.index_select(0, torch.from_numpy(pending).to(device)).cpu().numpy()
+            sub_index = index_h[pending]
+            sub_distance = distance_h[pending]
+            before = self._store.counts()
+            appended = self._store.settle(rows, top_h[pending], self.eps, _MODE[self.order], before,
+                                          sub_index, sub_distance)
+            index_h[pending] = sub_index
+            distance_h[pending] = sub_distance
+            if appended:
+                self._commit(before)
+            mirror = self._mirror(device)
+        flat = torch.from_numpy(mirror.offsets_host[top_h] + index_h).to(device)
+        return mirror.codebook.index_select(0, flat), distance_h
+
+    def _mirror(self, device) -> _DeviceMirror:
+        mirror = self._mirrors.setdefault(str(device), _DeviceMirror())
+        mirror.refresh(self._store, self._version, device)
+        return mirror
+
+    def _commit(self, before: list[int]) -> None:
+        """Makes the centroids appended since `before` durable, or undoes them."""
+        self._changed()
+        if self._journal is None:
+            return
+        records = []
+        for cls, (old, new) in enumerate(zip(before, self._store.counts())):
+            if new > old:
+                rows = self._store.class_rows(cls)[old:new]
+                records.extend((cls, row.tobytes()) for row in rows)
+        try:
+            self._journal.append(records)
+        except BaseException:
+            self._store.truncate(before)
+            self._changed()
+            raise
+
+    # ------------------------------------------------------------- inspection
+    @property
+    def num_centroids(self) -> int:
+        with self._lock:
+            return int(self._store.total())
+
+    @property
+    def centroid_counts(self) -> np.ndarray:
+        """Number of centroids of each class codebook, shape (C,)."""
+        with self._lock:
+            return np.asarray(self._store.counts(), dtype=np.int64)
+
+    def centroids(self, cls: int) -> np.ndarray:
+        """A copy of class `cls`'s codebook, in order, shape (n, C)."""
+        if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or not 0 <= cls < self.num_classes:
+            raise ValueError(f"cls must be a class index in [0, {self.num_classes}), got {cls!r}")
+        with self._lock:
+            return self._store.class_rows(int(cls))
+
+    @property
+    def num_queries(self) -> int:
+        return self._queries
+
+    @property
+    def mean_distortion(self) -> float:
+        """Mean L1 distortion of every answer given since construction or reset (0 before any)."""
+        return self._distortion_sum / self._queries if self._queries else 0.0
+
+    @property
+    def max_distortion(self) -> float:
+        return self._distortion_max
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Settings and codebooks as plain values and numpy arrays."""
+        with self._lock:
+            codebook, offsets = self._store.pack()
+            return {"format_version": SNAPSHOT_VERSION, **self._settings(),
+                    "centroids": codebook, "counts": np.diff(offsets)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replaces the codebooks with those of `state`, whose settings must match this guard's."""
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        version = state.get("format_version")
+        if version != SNAPSHOT_VERSION:
+            raise ValueError(f"state format_version must be {SNAPSHOT_VERSION}, got {version!r}")
+        settings = {k: state.get(k) for k in self._settings()}
+        if settings != self._settings():
+            raise ValueError(f"state was saved with settings {settings}, this guard has {self._settings()}")
+        classes, rows = self._validated_codebooks(state.get("centroids"), state.get("counts"))
+        with self._lock:
+            if self._journal is not None:
+                raise ValueError("load_state_dict would bypass the journal; open a new guard on a new journal "
+                                 "and load the state there")
+            store = _store_type(self.dtype)(self.num_classes)
+            store.append_rows(classes, rows)
+            self._store = store
+            self._changed()
+            self._reset_stats()
+
+    def _validated_codebooks(self, centroids, counts) -> tuple[np.ndarray, np.ndarray]:
+        C = self.num_classes
+        if not isinstance(centroids, np.ndarray) or centroids.ndim != 2 or centroids.shape[1] != C:
+            raise ValueError(f"state['centroids'] must be an array of shape (n, {C}), got "
+                             f"{getattr(centroids, 'shape', type(centroids).__name__)}")
+        if centroids.dtype != self.dtype:
+            raise ValueError(f"state['centroids'] must have dtype {self.dtype.name}, got {centroids.dtype}")
+        if not isinstance(counts, np.ndarray) or counts.shape != (C,) or counts.dtype.kind not in "iu":
+            raise ValueError(f"state['counts'] must be an integer array of shape ({C},), got "
+                             f"{getattr(counts, 'shape', type(counts).__name__)}")
+        if (counts < 0).any() or int(counts.sum()) != centroids.shape[0]:
+            raise ValueError(f"state['counts'] must be non-negative and sum to {centroids.shape[0]}, got {counts}")
+        rows = np.ascontiguousarray(centroids)
+        top = _check_rows(rows, "state['centroids']", self.sum_tol) if rows.shape[0] else np.empty(0, np.int64)
+        classes = np.repeat(np.arange(C, dtype=np.int64), counts.astype(np.int64))
+        if not np.array_equal(top, classes):
+            raise ValueError("state['centroids'] has a centroid stored under a class other than its top-1 class")
+        return classes, rows
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the settings and codebooks atomically to an .npz snapshot (no pickle)."""
+        state = self.state_dict()
+        arrays = {"centroids": state.pop("centroids"), "counts": state.pop("counts")}
+        state.pop("format_version")
+        state["sum_tol"] = self.sum_tol
+        state["renormalize"] = self.renormalize
+        write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None) -> "ModelGuardS":
+        """Reads a snapshot written by save(); refuses corrupted or unknown files.
+
+        With `journal`, the snapshot's codebooks are recorded in a new journal
+        there, which must not exist yet.
+        """
+        meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION)
+        guard = cls(meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
+                    sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False))
+        guard.load_state_dict({"format_version": meta["format_version"], **guard._settings(), **arrays})
+        if journal is not None:
+            if os.path.exists(journal) and os.path.getsize(journal) > 0:
+                raise ValueError(f"journal {journal} already exists; load() starts a new journal")
+            guard._journal = Journal(journal, guard._settings(), guard.num_classes * guard.dtype.itemsize)
+            guard._commit([0] * guard.num_classes)
+        return guard
+
+    def reset(self) -> None:
+        """Forgets every centroid and statistic (and empties the journal, if any)."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.reset(self._settings())
+            self._store.clear()
+            self._changed()
+            self._reset_stats()
+
+    def _replay(self, records: list[tuple[int, bytes]]) -> None:
+        if not records:
+            return
+        classes = np.array([k for k, _ in records], dtype=np.int64)
+        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
+        if (classes >= self.num_classes).any():
+            raise ValueError("journal holds a class index out of range")
+        top = _check_rows(np.ascontiguousarray(rows), "journal centroids", self.sum_tol)
+        if not np.array_equal(top, classes):
+            raise ValueError("journal holds a centroid under a class other than its top-1 class")
+        self._store.append_rows(classes, np.ascontiguousarray(rows))
+        self._changed()
+
+    def close(self) -> None:
+        """Closes the journal, if any; a guard with a closed journal refuses further calls."""
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal_closed = True
+
+    def frozen(self) -> "FrozenModelGuardS":
+        """A read-only snapshot of the codebooks implementing the attacker's offline map."""
+        with self._lock:
+            codebook, offsets = self._store.pack()
+        return FrozenModelGuardS(codebook, offsets, self.eps, self.sum_tol)

@@ -1,0 +1,67 @@
+"""A read-only snapshot of ModelGuard-S codebooks: the attacker's offline map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _arrays
+from ..ops.mgs import check_packed, packed_to_device, search_cpu, search_cuda
+from .base import Defense
+
+
+class FrozenModelGuardS(Defense):
+    """Maps predictions as the attacker of the paper's Bayes attack does.
+
+    Each row gets the first centroid of its top-1 class within eps, else the
+    nearest centroid of that class; nothing is ever inserted. A row whose
+    class codebook is empty is returned unchanged (Algorithm 1 would have
+    made it that class's first centroid).
+    """
+
+    name = "ModelGuard-S (frozen)"
+    preserves_top1 = True
+    deterministic = True
+    discrete_outputs = True
+
+    def __init__(self, codebook: np.ndarray, offsets: np.ndarray, eps: float, sum_tol: float):
+        codebook, offsets = check_packed(codebook, offsets)
+        self.codebook = codebook.copy()
+        self.offsets = offsets.copy()
+        self.codebook.setflags(write=False)
+        self.offsets.setflags(write=False)
+        self.eps = eps
+        self.sum_tol = sum_tol
+        self.num_classes = self.codebook.shape[1]
+        self._on_device: dict[str, tuple[Any, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"FrozenModelGuardS(num_classes={self.num_classes}, eps={self.eps}, centroids={len(self.codebook)})"
+
+    def _search(self, batch: _arrays.Batch) -> tuple[Any, Any, Any]:
+        if not batch.on_cuda:
+            return search_cpu(batch.data, self.codebook, self.offsets, self.eps, "offline", self.sum_tol)
+        key = str(batch.data.device)
+        if key not in self._on_device:
+            self._on_device[key] = packed_to_device(self.codebook, self.offsets, batch.data.device)
+        cb, off = self._on_device[key]
+        return search_cuda(batch.data, cb, off, self.eps, "offline", self.sum_tol)
+
+    def assign(self, probs: Any) -> tuple[Any, Any, Any]:
+        """(top-1 class, index in that class's codebook or -1, L1 distance) per row."""
+        return self._search(_arrays.prepare(probs, "probs", self.num_classes, self.codebook.dtype))
+
+    def __call__(self, probs: Any) -> Any:
+        batch = _arrays.prepare(probs, "probs", self.num_classes, self.codebook.dtype)
+        top, index, _ = self._search(batch)
+        if batch.on_cuda:
+            cb, off = self._on_device[str(batch.data.device)]
+            out = batch.data.clone()
+            rows = (index >= 0).nonzero().flatten()
+            out[rows] = cb[off[top[rows]] + index[rows]]
+        else:
+            out = batch.data.copy()
+            rows = np.flatnonzero(index >= 0)
+            out[rows] = self.codebook[self.offsets[top[rows]] + index[rows]]
+        return _arrays.restore(out, batch)
