@@ -44,6 +44,12 @@ std::tuple<int64_t, int64_t> rows_cols(const py::array& x) {
   return {x.shape(0), x.shape(1)};
 }
 
+py::array_t<int64_t> as_array(const std::vector<int64_t>& v) {
+  py::array_t<int64_t> a(static_cast<py::ssize_t>(v.size()));
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
 py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c.code, c.col, c.value); }
 
 template <typename T>
@@ -58,24 +64,20 @@ void bind_codebooks(py::module_& m, const char* name) {
       .def("truncate", &CB::truncate, py::arg("counts"))
       .def(
           "quantize",
-          [](CB& cb, const py::array& x, double eps, int32_t mode, double sum_tol, py::array& out, py::array& top,
-             py::array& index, py::array& distance) {
+          [](CB& cb, const py::array& x, double eps, int32_t mode, double sum_tol, py::array& out) {
             auto [B, C] = rows_cols(x);
             const T* xp = in_ptr<T>(x, -1, "x");
             T* op = out_ptr<T>(out, B * C, "out");
-            int64_t* tp = out_ptr<int64_t>(top, B, "top");
-            int64_t* ip = out_ptr<int64_t>(index, B, "index");
-            T* dp = out_ptr<T>(distance, B, "distance");
-            int64_t appended = 0;
-            mgf::BatchCheck check;
+            std::vector<int64_t> appended;
+            mgf::QuantizeResult r;
             {
               py::gil_scoped_release release;
-              check = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op, tp, ip, dp, &appended);
+              r = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op, &appended);
             }
-            return py::make_tuple(check_tuple(check), appended);
+            return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max,
+                                  appended.empty() ? py::object(py::none()) : py::object(as_array(appended)));
           },
-          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"), py::arg("top"),
-          py::arg("index"), py::arg("distance"))
+          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"))
       .def(
           "settle",
           [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode,
@@ -88,8 +90,12 @@ void bind_codebooks(py::module_& m, const char* name) {
             for (int64_t i = 0; i < n; ++i) {
               if (tp[i] < 0 || tp[i] >= cb.num_classes()) throw std::out_of_range("top: class out of range");
             }
-            py::gil_scoped_release release;
-            return cb.settle(rp, n, C, tp, static_cast<T>(eps), mode, counts_before, ip, dp);
+            std::vector<int64_t> appended;
+            {
+              py::gil_scoped_release release;
+              cb.settle(rp, n, C, tp, static_cast<T>(eps), mode, counts_before, ip, dp, &appended);
+            }
+            return as_array(appended);
           },
           py::arg("rows"), py::arg("top"), py::arg("eps"), py::arg("mode"), py::arg("counts_before"),
           py::arg("index"), py::arg("distance"))

@@ -78,13 +78,13 @@ def prepare(x: Any, name: str, num_classes: int | None, compute_dtype: np.dtype 
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
     dtype = _numpy_dtype(x, kind)
-    if dtype not in FLOAT_DTYPES:
+    if dtype is None or dtype not in FLOAT_DTYPES:
         shown = x.dtype if dtype is None else dtype
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {shown} "
             "(cast it, e.g. with .float() or .astype(np.float32))"
         )
-    shape = tuple(int(s) for s in x.shape)
+    shape = tuple(x.shape)
     if len(shape) not in (1, 2):
         raise ValueError(f"{name} must be 1-D (C,) or 2-D (B, C), got shape {shape}")
     if num_classes is not None and shape[-1] != num_classes:
@@ -97,7 +97,9 @@ def prepare(x: Any, name: str, num_classes: int | None, compute_dtype: np.dtype 
     was_1d = len(shape) == 1
 
     if kind == "numpy":
-        data = np.ascontiguousarray(x.reshape(1, -1) if was_1d else x, dtype=target)
+        data = x.reshape(1, -1) if was_1d else x
+        if data.dtype != target or not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data, dtype=target)
         return Batch(kind, False, data, dtype, was_1d)
 
     torch = _torch()
@@ -108,12 +110,16 @@ def prepare(x: Any, name: str, num_classes: int | None, compute_dtype: np.dtype 
     t = x.detach()
     if was_1d:
         t = t.reshape(1, -1)
-    t = t.to(dtype=_torch_dtype(target)).contiguous()
+    wanted = _torch_dtype(target)
+    if t.dtype != wanted:
+        t = t.to(dtype=wanted)
+    if not t.is_contiguous():
+        t = t.contiguous()
     if t.is_cuda:
         return Batch(kind, True, t, dtype, was_1d)
     if kind == "cupy":
         raise TypeError(f"{name}: a cupy array must live on a CUDA device")
-    return Batch(kind, False, t.resolve_conj().resolve_neg().numpy(), dtype, was_1d)
+    return Batch(kind, False, t.resolve_neg().numpy(), dtype, was_1d)
 
 
 def restore(result: Any, batch: Batch) -> Any:
@@ -127,9 +133,10 @@ def restore(result: Any, batch: Batch) -> Any:
 
             return cupy.from_dlpack(result)
         return result
-    result = np.asarray(result).astype(batch.dtype, copy=False)
+    if result.dtype != batch.dtype:
+        result = result.astype(batch.dtype)
     if batch.kind == "torch":
-        return _torch().from_numpy(np.ascontiguousarray(result))
+        return _torch().from_numpy(result)
     return result
 
 

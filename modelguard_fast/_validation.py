@@ -48,6 +48,11 @@ def positive_int(value, name: str) -> int:
 def float_dtype(value, name: str = "dtype") -> np.dtype:
     """float32 or float64, given as a numpy dtype, a name or a torch dtype."""
     text = str(value).replace("torch.", "")
+    if text not in ("float32", "float64"):
+        try:
+            text = np.dtype(value).name
+        except TypeError:
+            pass
     if text in ("float32", "float64"):
         return np.dtype(text)
     raise ValueError(f"{name} must be float32 or float64, got {value!r}")

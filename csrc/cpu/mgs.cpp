@@ -96,9 +96,9 @@ void Codebooks<T>::pack(T* codebook, int64_t* offsets) const {
 }
 
 template <typename T>
-int64_t Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t* top, T eps, int32_t mode,
-                             const std::vector<int64_t>& counts_before, int64_t* index, T* distance) {
-  int64_t appended = 0;
+void Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t* top, T eps, int32_t mode,
+                          const std::vector<int64_t>& counts_before, int64_t* index, T* distance,
+                          std::vector<int64_t>* appended_rows) {
   for (int64_t i = 0; i < n; ++i) {
     const int64_t t = top[i];
     if (mode == kSearchFirst && index[i] >= 0) continue;
@@ -117,34 +117,50 @@ int64_t Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t*
       append(t, y, C);
       index[i] = count(t) - 1;
       distance[i] = T(0);
-      ++appended;
+      appended_rows->push_back(i);
     }
   }
-  return appended;
 }
 
 template <typename T>
-BatchCheck Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol, T* out,
-                                  int64_t* top, int64_t* index, T* distance, int64_t* appended) {
+QuantizeResult Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol,
+                                      T* out, std::vector<int64_t>* appended_rows) {
   if (mode != kSearchFirst && mode != kSearchNearest) throw std::invalid_argument("quantize mode must be first or nearest");
   if (C != num_classes()) throw std::invalid_argument("rows must have num_classes columns");
-  *appended = 0;
-  const BatchCheck check = check_probability_rows(x, B, C, sum_tol, top);
-  if (check.row >= 0) return check;
-
+  QuantizeResult result;
+  std::vector<int64_t> top(static_cast<size_t>(B)), index(static_cast<size_t>(B));
+  std::vector<T> distance(static_cast<size_t>(B));
+  std::vector<int32_t> codes(static_cast<size_t>(B));
   const std::vector<int64_t> before = counts();
-  parallel_for(B, C * 64, [&](int64_t i) {
-    const int64_t t = top[i];
-    const SearchHit<T> hit = search_codebook(x + i * C, rows_[t].data(), 0, before[t], C, eps, mode);
+  // One pass validates each row and searches the codebooks as they stood
+  // before the batch; it reads only, so a bad row leaves nothing to undo.
+  parallel_for(B, C * 8, [&](int64_t i) {
+    const T* y = x + i * C;
+    int64_t col = -1;
+    double value = 0.0;
+    codes[i] = check_probability_row(y, C, sum_tol, &top[i], &col, &value);
+    if (codes[i] != kRowOk) return;
+    const SearchHit<T> hit = search_codebook(y, rows_[top[i]].data(), 0, before[top[i]], C, eps, mode);
     index[i] = hit.index;
     distance[i] = hit.distance;
   });
-  *appended = settle(x, B, C, top, eps, mode, before, index, distance);
+  for (int64_t i = 0; i < B; ++i) {
+    if (codes[i] != kRowOk) {
+      int64_t t = 0;
+      result.check.row = i;
+      result.check.code = check_probability_row(x + i * C, C, sum_tol, &t, &result.check.col, &result.check.value);
+      return result;
+    }
+  }
+  settle(x, B, C, top.data(), eps, mode, before, index.data(), distance.data(), appended_rows);
   for (int64_t i = 0; i < B; ++i) {
     const T* c = rows_[top[i]].data() + index[i] * C;
     std::copy(c, c + C, out + i * C);
+    const double d = double(distance[i]);
+    result.distortion_sum += d;
+    if (d > result.distortion_max) result.distortion_max = d;
   }
-  return check;
+  return result;
 }
 
 #define MGF_INSTANTIATE(T)                                                                                   \

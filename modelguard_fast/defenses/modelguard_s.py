@@ -155,30 +155,25 @@ class ModelGuardS(Defense):
             if self._journal_closed:
                 raise RuntimeError("this guard's journal was closed; open a new guard on the journal")
             if batch.on_cuda:
-                out, distance = self._quantize_cuda(batch.data)
+                out, total, largest = self._quantize_cuda(batch.data)
             else:
-                out, distance = self._quantize_cpu(batch.data)
+                out, total, largest = self._quantize_cpu(batch.data)
             self._queries += batch.rows
-            self._distortion_sum += float(distance.sum(dtype=np.float64))
-            self._distortion_max = max(self._distortion_max, float(distance.max()))
+            self._distortion_sum += total
+            self._distortion_max = max(self._distortion_max, largest)
         return _arrays.restore(out, batch)
 
-    def _quantize_cpu(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        B = x.shape[0]
+    def _quantize_cpu(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
         out = np.empty_like(x)
-        top = np.empty(B, dtype=np.int64)
-        index = np.empty(B, dtype=np.int64)
-        distance = np.empty(B, dtype=self.dtype)
-        before = self._store.counts()
-        (row, code, col, value), appended = self._store.quantize(
-            x, self.eps, _MODE[self.order], self.sum_tol, out, top, index, distance)
+        (row, code, col, value), total, largest, appended = self._store.quantize(
+            x, self.eps, _MODE[self.order], self.sum_tol, out)
         if row >= 0:
             raise_row_error("probs", row, code, col, value, self.sum_tol)
-        if appended:
-            self._commit(before)
-        return out, distance
+        if appended is not None:
+            self._commit(x[appended], x[appended].argmax(axis=1))
+        return out, total, largest
 
-    def _quantize_cuda(self, x) -> tuple[Any, np.ndarray]:
+    def _quantize_cuda(self, x) -> tuple[Any, float, float]:
         import torch
 
         B = x.shape[0]
@@ -195,38 +190,35 @@ class ModelGuardS(Defense):
             # order needs every row, since new centroids can be nearer.
             pending = misses if self.order == "first" else np.arange(B)
             rows = x.index_select(0, torch.from_numpy(pending).to(device)).cpu().numpy()
+            sub_top = top_h[pending]
             sub_index = index_h[pending]
             sub_distance = distance_h[pending]
-            before = self._store.counts()
-            appended = self._store.settle(rows, top_h[pending], self.eps, _MODE[self.order], before,
+            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], self._store.counts(),
                                           sub_index, sub_distance)
             index_h[pending] = sub_index
             distance_h[pending] = sub_distance
-            if appended:
-                self._commit(before)
+            if appended.size:
+                self._commit(rows[appended], sub_top[appended])
             mirror = self._mirror(device)
         flat = torch.from_numpy(mirror.offsets_host[top_h] + index_h).to(device)
-        return mirror.codebook.index_select(0, flat), distance_h
+        distance_h = distance_h.astype(np.float64)
+        return mirror.codebook.index_select(0, flat), float(distance_h.sum()), float(distance_h.max())
 
     def _mirror(self, device) -> _DeviceMirror:
         mirror = self._mirrors.setdefault(str(device), _DeviceMirror())
         mirror.refresh(self._store, self._version, device)
         return mirror
 
-    def _commit(self, before: list[int]) -> None:
-        """Makes the centroids appended since `before` durable, or undoes them."""
+    def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
+        """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them."""
         self._changed()
         if self._journal is None:
             return
-        records = []
-        for cls, (old, new) in enumerate(zip(before, self._store.counts())):
-            if new > old:
-                rows = self._store.class_rows(cls)[old:new]
-                records.extend((cls, row.tobytes()) for row in rows)
         try:
-            self._journal.append(records)
+            self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
         except BaseException:
-            self._store.truncate(before)
+            counts = np.asarray(self._store.counts()) - np.bincount(classes, minlength=self.num_classes)
+            self._store.truncate(counts.tolist())
             self._changed()
             raise
 
@@ -334,7 +326,7 @@ class ModelGuardS(Defense):
             if os.path.exists(journal) and os.path.getsize(journal) > 0:
                 raise ValueError(f"journal {journal} already exists; load() starts a new journal")
             guard._journal = Journal(journal, guard._settings(), guard.num_classes * guard.dtype.itemsize)
-            guard._commit([0] * guard.num_classes)
+            guard._commit(arrays["centroids"], np.repeat(np.arange(guard.num_classes), arrays["counts"]))
         return guard
 
     def reset(self) -> None:

@@ -38,30 +38,38 @@ MGF_HD inline T abs_value(T v) {
 
 // Checks one probability row and finds its top-1 class (first index on ties,
 // as numpy's and torch's argmax do). On failure, *bad_col and *bad_value name
-// the offending entry (for kRowBadSum: column -1 and the row sum).
+// the offending entry (for kRowBadSum: column -1 and the row sum). The sum,
+// used only against the tolerance, is accumulated in four float64 partial
+// sums to keep the loop off a single dependency chain.
 template <typename T>
 MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_tol, int64_t* top,
                                             int64_t* bad_col, double* bad_value) {
-  double sum = 0.0;
+  double sum[4] = {0.0, 0.0, 0.0, 0.0};
+  bool clean = true;
   int64_t best = 0;
+  T best_value = y[0];
   for (int64_t k = 0; k < C; ++k) {
     const T v = y[k];
-    if (!is_finite(v)) {
-      *bad_col = k;
-      *bad_value = double(v);
-      return kRowNonFinite;
+    clean = clean && is_finite(v) && v >= T(0);
+    sum[k & 3] += double(v);
+    if (v > best_value) {
+      best_value = v;
+      best = k;
     }
-    if (v < T(0)) {
-      *bad_col = k;
-      *bad_value = double(v);
-      return kRowNegative;
-    }
-    sum += double(v);
-    if (v > y[best]) best = k;
   }
-  if (!(abs_value(sum - 1.0) <= sum_tol)) {
+  if (!clean) {
+    for (int64_t k = 0; k < C; ++k) {
+      if (!is_finite(y[k]) || y[k] < T(0)) {
+        *bad_col = k;
+        *bad_value = double(y[k]);
+        return is_finite(y[k]) ? kRowNegative : kRowNonFinite;
+      }
+    }
+  }
+  const double total = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+  if (!(abs_value(total - 1.0) <= sum_tol)) {
     *bad_col = -1;
-    *bad_value = sum;
+    *bad_value = total;
     return kRowBadSum;
   }
   *top = best;

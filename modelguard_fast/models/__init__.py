@@ -1,0 +1,5 @@
+"""Model factories for targets, substitutes and surrogates."""
+
+from .small_cnn import SmallCNN
+
+__all__ = ["SmallCNN"]
