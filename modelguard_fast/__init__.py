@@ -2,19 +2,29 @@
 
 from . import ops
 from ._backend import cuda_available, cuda_built
+from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
 from .defenses.modelguard_s import ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
+from .defenses.none import NoDefense
+from .defenses.reverse_sigmoid import ReverseSigmoid
+from .defenses.rounding import Rounding
+from .defenses.top1 import Top1
 from .persistence import JournalError, SnapshotError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveMisinformation",
     "Defense",
     "FrozenModelGuardS",
     "JournalError",
     "ModelGuardS",
+    "NoDefense",
+    "ReverseSigmoid",
+    "Rounding",
     "SnapshotError",
+    "Top1",
     "cuda_available",
     "cuda_built",
     "ops",
