@@ -4,6 +4,7 @@ from . import ops
 from ._backend import cuda_available, cuda_built
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
+from .defenses.mad import MAD, random_surrogate
 from .defenses.modelguard_s import ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
 from .defenses.none import NoDefense
@@ -15,6 +16,7 @@ from .persistence import JournalError, SnapshotError
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAD",
     "AdaptiveMisinformation",
     "Defense",
     "FrozenModelGuardS",
@@ -28,4 +30,5 @@ __all__ = [
     "cuda_available",
     "cuda_built",
     "ops",
+    "random_surrogate",
 ]
