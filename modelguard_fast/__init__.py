@@ -11,6 +11,9 @@ from .defenses.none import NoDefense
 from .defenses.reverse_sigmoid import ReverseSigmoid
 from .defenses.rounding import Rounding
 from .defenses.top1 import Top1
+from .guarded import GuardedModel
+from .integrations import art_postprocessor
+from .metrics import UtilityMetrics, evaluate_utility, utility_metrics
 from .persistence import JournalError, SnapshotError
 
 __version__ = "0.1.0"
@@ -20,6 +23,7 @@ __all__ = [
     "AdaptiveMisinformation",
     "Defense",
     "FrozenModelGuardS",
+    "GuardedModel",
     "JournalError",
     "ModelGuardS",
     "NoDefense",
@@ -27,8 +31,12 @@ __all__ = [
     "Rounding",
     "SnapshotError",
     "Top1",
+    "UtilityMetrics",
+    "art_postprocessor",
     "cuda_available",
     "cuda_built",
+    "evaluate_utility",
     "ops",
     "random_surrogate",
+    "utility_metrics",
 ]
