@@ -18,7 +18,7 @@ class Rounding(Defense):
     The paper's Rounding defense keeps one decimal and, like its public code,
     does not renormalise, so answers need not sum to 1 (0.12, 0.31, 0.26, 0.31
     becomes 0.1, 0.3, 0.3, 0.3). With renormalize=True each rounded row is
-    divided by its sum; a row whose entries all round to 0 (possible when
+    divided by its sum (in float64); a row whose entries all round to 0 (possible when
     C > 2 * 10**decimals) has nothing to rescale and is answered with the
     one-hot vector of its top-1 class.
 
@@ -57,7 +57,7 @@ class Rounding(Defense):
         top = io.check_probabilities(y, "probs", self.sum_tol)
         out = torch.round(y, decimals=self.decimals)
         if self.renormalize:
-            sums = out.sum(dim=1, keepdim=True)
+            sums = out.sum(dim=1, keepdim=True, dtype=torch.float64)
             one_hot = torch.zeros_like(y).scatter_(1, top[:, None], 1.0)
-            out = torch.where(sums > 0, out / sums, one_hot)
+            out = torch.where(sums > 0, (out / sums).to(y.dtype), one_hot)
         return io.restore(out, batch)
