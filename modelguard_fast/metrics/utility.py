@@ -80,7 +80,10 @@ def _rows(x: Any, name: str) -> np.ndarray:
 
 
 def _labels(labels: Any, rows: int) -> np.ndarray:
-    a = np.asarray(to_numpy(labels) if not isinstance(labels, (list, tuple)) else labels)
+    try:
+        a = np.asarray(to_numpy(labels))
+    except TypeError:  # a Python int or sequence
+        a = np.asarray(labels)
     if a.ndim == 0:
         a = a[None]
     if a.shape != (rows,) or a.dtype.kind not in "iu":
