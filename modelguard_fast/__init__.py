@@ -2,20 +2,41 @@
 
 from . import ops
 from ._backend import cuda_available, cuda_built
+from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
+from .defenses.mad import MAD, random_surrogate
 from .defenses.modelguard_s import ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
+from .defenses.none import NoDefense
+from .defenses.reverse_sigmoid import ReverseSigmoid
+from .defenses.rounding import Rounding
+from .defenses.top1 import Top1
+from .guarded import GuardedModel
+from .integrations import art_postprocessor
+from .metrics import UtilityMetrics, evaluate_utility, utility_metrics
 from .persistence import JournalError, SnapshotError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAD",
+    "AdaptiveMisinformation",
     "Defense",
     "FrozenModelGuardS",
+    "GuardedModel",
     "JournalError",
     "ModelGuardS",
+    "NoDefense",
+    "ReverseSigmoid",
+    "Rounding",
     "SnapshotError",
+    "Top1",
+    "UtilityMetrics",
+    "art_postprocessor",
     "cuda_available",
     "cuda_built",
+    "evaluate_utility",
     "ops",
+    "random_surrogate",
+    "utility_metrics",
 ]

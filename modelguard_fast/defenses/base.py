@@ -21,9 +21,20 @@ class Defense:
     deterministic: bool = True
     #: Outputs take values in a finite set (quantized, one-hot or rounded).
     discrete_outputs: bool = False
+    #: __call__ takes a second, per-query argument besides the predictions
+    #: (MAD: the surrogate's softmax; Adaptive Misinformation: the
+    #: misinformation model's softmax); query_view(x) computes it from the
+    #: query batch x when the defense holds the model that sees x.
+    needs_query: bool = False
+    #: The model behind query_view, if any (GuardedModel moves it with the target).
+    query_model: Any = None
 
     def __call__(self, probs: Any) -> Any:
         raise NotImplementedError
+
+    def query_view(self, x: Any) -> Any:
+        """The per-query argument of __call__, computed from the query batch x."""
+        raise TypeError(f"{type(self).__name__} does not look at the query; call it with the predictions alone")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

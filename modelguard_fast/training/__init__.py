@@ -1,5 +1,6 @@
-"""Training loops shared by targets, substitutes and attack models."""
+"""Training loops and losses shared by targets, substitutes and defense models."""
 
-from .fit import accuracy, fit, predict_proba
+from .fit import accuracy, fit, predict_proba, soft_cross_entropy
+from .losses import misinformation_loss, outlier_exposure_loss
 
-__all__ = ["accuracy", "fit", "predict_proba"]
+__all__ = ["accuracy", "fit", "misinformation_loss", "outlier_exposure_loss", "predict_proba", "soft_cross_entropy"]

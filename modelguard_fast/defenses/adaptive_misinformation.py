@@ -1,0 +1,88 @@
+"""Adaptive Misinformation (Kariyappa and Qureshi, CVPR 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import DEFAULT_SUM_TOL, real_number
+from . import _torch_io as io
+from .base import Defense
+
+
+class AdaptiveMisinformation(Defense):
+    """y' = (1 - a) y + a y_mis with a = 1 / (1 + exp(nu * (max(y) - tau))).
+
+    Queries the target is unsure about (max(y) below tau, which an
+    Outlier-Exposure-trained target gives to out-of-distribution inputs) are
+    answered with the misinformation model's softmax y_mis; confident ones
+    are left nearly unchanged. The misinformation model is trained with
+    modelguard_fast.training.misinformation_loss, the target with
+    outlier_exposure_loss. The top-1 label is not kept.
+
+    The paper uses nu = 1000 (the original authors' code 10,000) and tau =
+    0.25 / 0.3 / 0.4 / 0.7 for Caltech256 / CUB200 / CIFAR100 / CIFAR10.
+    Computed in float64 (a as a numerically stable sigmoid) and returned in
+    the input's dtype.
+
+    Calling: ``am(probs, misinformation_probs)``, where misinformation_probs
+    is the misinformation model's softmax of the same queries (same shape as
+    probs). With a misinformation_model, ``am.query_view(x)`` computes it,
+    and GuardedModel does this for you.
+
+    Args:
+        tau: threshold on the top probability, in [0, 1].
+        nu: steepness of the switch, > 0 (default 1000).
+        misinformation_model: the misinformation model (logits out), used by query_view.
+        num_classes: number of columns C to insist on (None: any).
+        sum_tol: rows of both inputs must sum to 1 within this absolute tolerance.
+    """
+
+    name = "AM"
+    preserves_top1 = False
+    deterministic = True
+    discrete_outputs = False
+    needs_query = True
+
+    def __init__(self, tau: float, nu: float = 1000.0, misinformation_model: nn.Module | None = None,
+                 num_classes: int | None = None, sum_tol: float = DEFAULT_SUM_TOL):
+        self.tau = real_number(tau, "tau")
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        self.nu = real_number(nu, "nu")
+        if self.nu <= 0:
+            raise ValueError(f"nu must be > 0, got {self.nu}")
+        if misinformation_model is not None and not isinstance(misinformation_model, nn.Module):
+            raise TypeError("misinformation_model must be a torch.nn.Module or None, got "
+                            f"{type(misinformation_model).__name__}")
+        self.misinformation_model = misinformation_model
+        self.num_classes = io.optional_classes(num_classes)
+        self.sum_tol = io.sum_tolerance(sum_tol)
+
+    def __repr__(self) -> str:
+        return f"AdaptiveMisinformation(tau={self.tau}, nu={self.nu}, num_classes={self.num_classes})"
+
+    @property
+    def query_model(self) -> nn.Module | None:
+        return self.misinformation_model
+
+    def query_view(self, x: torch.Tensor) -> torch.Tensor:
+        """The misinformation model's softmax of the query batch x."""
+        if self.misinformation_model is None:
+            raise ValueError("this AdaptiveMisinformation has no misinformation_model; pass misinformation_probs "
+                             "to the call, or build it with misinformation_model=...")
+        with torch.no_grad():
+            logits = self.misinformation_model(x)
+        return torch.softmax(logits, dim=-1, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32)
+
+    def __call__(self, probs: Any, misinformation_probs: Any) -> Any:
+        """Defended predictions for `probs`, given the misinformation model's softmax of the same queries."""
+        batch, y = io.tensor_batch(probs, "probs", self.num_classes, np.float64)
+        mis = io.companion(misinformation_probs, "misinformation_probs", batch, y)
+        io.check_probabilities(y, "probs", self.sum_tol)
+        io.check_probabilities(mis, "misinformation_probs", self.sum_tol)
+        a = torch.sigmoid(self.nu * (self.tau - y.max(dim=1, keepdim=True).values))
+        return io.restore((1.0 - a) * y + a * mis, batch)

@@ -1,0 +1,53 @@
+"""Top-1: answer with the one-hot vector of the predicted class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .._validation import DEFAULT_SUM_TOL
+from . import _torch_io as io
+from .base import Defense
+
+
+class Top1(Defense):
+    """One-hot of each row's argmax (the first index of the maximum on ties).
+
+    The public code takes torch.topk(y, 1), whose choice among tied maxima is
+    unspecified; here ties go to the lowest index, as argmax and ModelGuard-S do.
+
+    Args:
+        num_classes: number of columns C to insist on (None: any).
+        logits: the inputs are logits (any finite values) rather than
+            probabilities; the answer is the same one-hot vector.
+        sum_tol: probability rows must sum to 1 within this absolute tolerance.
+    """
+
+    name = "Top-1"
+    preserves_top1 = True
+    deterministic = True
+    discrete_outputs = True
+
+    def __init__(self, num_classes: int | None = None, logits: bool = False, sum_tol: float = DEFAULT_SUM_TOL):
+        if not isinstance(logits, bool):
+            raise TypeError(f"logits must be a bool, got {logits!r}")
+        self.num_classes = io.optional_classes(num_classes)
+        self.logits = logits
+        self.sum_tol = io.sum_tolerance(sum_tol)
+
+    def __repr__(self) -> str:
+        return f"Top1(num_classes={self.num_classes}, logits={self.logits})"
+
+    def __call__(self, probs: Any) -> Any:
+        """One-hot answers for `probs` (or logits, with logits=True)."""
+        name = "logits" if self.logits else "probs"
+        batch, y = io.tensor_batch(probs, name, self.num_classes)
+        if self.logits:
+            io.check_finite(y, name)
+            top = torch.argmax(y, dim=1)
+        else:
+            top = io.check_probabilities(y, name, self.sum_tol)
+        out = torch.zeros_like(y)
+        out.scatter_(1, top[:, None], 1.0)
+        return io.restore(out, batch)
