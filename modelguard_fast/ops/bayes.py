@@ -140,7 +140,12 @@ class BayesTable:
         return f"BayesTable(num_rows={self.num_rows}, num_classes={self.num_classes}, dtype={self.dtype.name!r})"
 
     def num_groups(self, top1_filter: bool = True) -> int:
-        """Distinct (clean top-1 class, perturbed value) pairs, or distinct perturbed values without the filter."""
+        """Distinct (clean top-1 class, perturbed value) pairs, or distinct perturbed values without the filter.
+
+        Builds and keeps the grouped table: G x C values plus G x C float64
+        clean sums, so on a continuous table (G = N) it costs more memory
+        than the table itself.
+        """
         return int(self._index.group_count(_flag(top1_filter, "top1_filter"), self.num_rows))
 
     def recover(self, received: Any, delta: float = DEFAULT_DELTA, top1_filter: bool = True,
