@@ -11,6 +11,7 @@
 
 #include "modelguard_fast/cuda_api.h"
 #include "modelguard_fast/mgs_cpu.h"
+#include "modelguard_fast/mgw_cpu.h"
 #include "modelguard_fast/parallel.h"
 
 namespace py = pybind11;
@@ -154,6 +155,37 @@ void search_packed(const py::array& x, const py::array& top, const py::array& co
   mgf::search_packed(xp, B, C, tp, cp, op, static_cast<T>(eps), mode, ip, dp);
 }
 
+// ----------------------------------------------------------------- ModelGuard-W
+
+template <typename T>
+void mgw_solve(const py::array& x, const py::array& eps, double margin, double log_shift, py::array& out,
+               py::array& feasible) {
+  auto [B, C] = rows_cols(x);
+  if (C < 1) throw std::invalid_argument("x: needs at least one column");
+  const T* xp = in_ptr<T>(x, -1, "x");
+  const int64_t E = eps.size();
+  const double* ep = in_ptr<double>(eps, E, "eps");
+  T* op = out_ptr<T>(out, B * E * C, "out");
+  bool* fp = out_ptr<bool>(feasible, B * E, "feasible");
+  py::gil_scoped_release release;
+  mgf::mgw_solve(xp, B, C, ep, E, margin, log_shift, op, fp);
+}
+
+void bind_mgw(py::module_& m) {
+  m.def("mgw_solve_f32", &mgw_solve<float>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
+        py::arg("out"), py::arg("feasible"));
+  m.def("mgw_solve_f64", &mgw_solve<double>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
+        py::arg("out"), py::arg("feasible"));
+  m.def(
+      "mgw_cuda_workspace",
+      [](int64_t B, int64_t C) {
+        const mgf::MgwCudaWorkspace w = mgf::mgw_cuda_workspace(B, C);
+        return py::make_tuple(w.threads, w.f64, w.i32);
+      },
+      py::arg("B"), py::arg("C"));
+  m.def("mgw_solve_cuda", &mgf::mgw_solve_cuda, py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -169,4 +201,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("search_packed_f32", &search_packed<float>);
   m.def("search_packed_f64", &search_packed<double>);
   m.def("mgs_search_cuda", &mgf::mgs_search_cuda, py::call_guard<py::gil_scoped_release>());
+
+  bind_mgw(m);
 }
