@@ -78,7 +78,8 @@ def prepare(x: Any, name: str, num_classes: int | None, compute_dtype: np.dtype 
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
     dtype = _numpy_dtype(x, kind)
-    if dtype not in FLOAT_DTYPES:
+    # `None in FLOAT_DTYPES` is True (numpy reads None as float64), hence the explicit check.
+    if dtype is None or dtype not in FLOAT_DTYPES:
         shown = x.dtype if dtype is None else dtype
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {shown} "

@@ -351,11 +351,13 @@ class MgwRow {
     return ws_.Y[n_] - ws_.Y[n_ - d];
   }
 
+  // Number of classes fully drained to give T: the fewest, so classes with no
+  // mass left to give are not counted (they may be receiving).
   MGF_HD int64_t drain_count(double U, int64_t u, double T) const {
     int64_t lo = 0, hi = n_;
     while (lo < hi) {
       const int64_t mid = (lo + hi + 1) / 2;
-      if (drained(mid, U, u) <= T) lo = mid;
+      if (drained(mid, U, u) < T) lo = mid;
       else hi = mid - 1;
     }
     return lo;
