@@ -85,7 +85,7 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
   s.tmp.resize(static_cast<size_t>(C));
   s.cs.resize(static_cast<size_t>(C));
   s.Y.resize(static_cast<size_t>(C));
-  s.Cc.resize(static_cast<size_t>(C));
+  s.Cc.resize(static_cast<size_t>(C + 1));
   const MgwWorkspace ws{
       StridedSpan<double>{&s.keys.data()->y, int64_t(sizeof(Key) / sizeof(double))},
       StridedSpan<int32_t>{&s.keys.data()->index, int64_t(sizeof(Key) / sizeof(int32_t))},
@@ -99,7 +99,7 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
   } else {
     mgw_heap_sort(ws.ys, ws.perm, n);
   }
-  mgw_prefix(ws, n, log_shift);
+  mgw_prefix(ws, n);
   MgwRow row(ws, n, double(y[top]), log_shift, mgw_row_sum(y, C));
   for (int64_t e = 0; e < E; ++e) {
     T* x = out + e * C;

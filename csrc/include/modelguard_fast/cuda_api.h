@@ -42,7 +42,7 @@ struct MgwCudaWorkspace {
 
 inline MgwCudaWorkspace mgw_cuda_workspace(int64_t B, int64_t C) {
   const int64_t n = C > 1 ? C - 1 : 1;
-  const int64_t f64_per_thread = 4 * n + 2;  // sorted y, costs and two prefix sums
+  const int64_t f64_per_thread = 4 * n + 3;  // sorted y, costs and their sums (see MgwWorkspace)
   const int64_t bytes_per_thread = 8 * f64_per_thread + 4 * n;
   int64_t threads = kMgwWorkspaceBytes / bytes_per_thread;
   if (threads > kMgwMaxThreads) threads = kMgwMaxThreads;
