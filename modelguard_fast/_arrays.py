@@ -78,8 +78,7 @@ def prepare(x: Any, name: str, num_classes: int | None, compute_dtype: np.dtype 
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
     dtype = _numpy_dtype(x, kind)
-    # `None in FLOAT_DTYPES` is True (numpy reads None as float64), hence the explicit check.
-    if dtype is None or dtype not in FLOAT_DTYPES:
+    if dtype is None or dtype not in FLOAT_DTYPES:  # np.dtype("float64") == None is True
         shown = x.dtype if dtype is None else dtype
         raise TypeError(
             f"{name} must have dtype float32 or float64, got {shown} "
