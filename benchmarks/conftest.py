@@ -1,0 +1,81 @@
+"""Shared benchmark plumbing: ratios against the reference measured in the same run.
+
+Each benchmark calls `ratios.add(group, name, seconds_per_item, reference=...)`;
+at the end of the session a table prints, per group, each entry's time per item
+and its speed-up over the group's reference. Also written to
+.benchmarks/ratios.json for the record.
+"""
+
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+
+
+class Ratios:
+    def __init__(self):
+        self.groups = defaultdict(dict)
+        self.references = {}
+
+    def add(self, group, name, seconds_per_item, unit="row", reference=False):
+        self.groups[group][name] = (seconds_per_item, unit)
+        if reference:
+            self.references[group] = name
+
+    def lines(self):
+        out = []
+        for group, entries in sorted(self.groups.items()):
+            ref = self.references.get(group)
+            ref_time = entries[ref][0] if ref in entries else None
+            out.append(f"{group}")
+            for name, (sec, unit) in entries.items():
+                ratio = f"{ref_time / sec:10.1f}x vs {ref}" if ref_time and name != ref else ""
+                out.append(f"    {name:<34} {sec * 1e6:12.3f} us/{unit:<6} {1 / sec:14.0f} {unit}s/s  {ratio}")
+        return out
+
+
+_RATIOS = Ratios()
+
+
+@pytest.fixture(scope="session")
+def ratios():
+    return _RATIOS
+
+
+def median_seconds(benchmark):
+    return benchmark.stats.stats.median
+
+
+def timed(fn, repeats=3, per_call=False):
+    """Median wall time of fn() over `repeats` runs (perf_counter); with per_call, the mean per call."""
+    if per_call:
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _RATIOS.groups:
+        return
+    terminalreporter.section("throughput and ratios (medians, same run)")
+    for line in _RATIOS.lines():
+        terminalreporter.write_line(line)
+    path = Path(".benchmarks")
+    path.mkdir(exist_ok=True)
+    data = {g: {n: {"seconds_per_item": s, "unit": u} for n, (s, u) in e.items()} for g, e in _RATIOS.groups.items()}
+    (path / "ratios.json").write_text(json.dumps({"groups": data, "references": _RATIOS.references}, indent=2))
