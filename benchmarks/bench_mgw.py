@@ -8,6 +8,8 @@ HIGHS_ROWS[C] it is timed on the first HIGHS_ROWS[C] rows of the batch and its
 time per row reported. Predictions: softmax of Gaussian logits with one class
 boosted (classifier-like), float64, eps = 1.0, margin 1e-4, log_shift 1e-6.
 Before timing, both solvers' answers on the timed rows are checked to agree.
+The GPU benchmark (float32 rows, rows/s at batch 1,000,000, C = 100, CUDA
+events) needs no HiGHS; it is compared with the CPU kernel on the same machine.
 
 Run: pytest -p no:cacheprovider --benchmark-only benchmarks/bench_mgw.py
 """
@@ -20,7 +22,6 @@ import modelguard_fast as mgf
 from conftest import median_seconds, timed
 from modelguard_fast import _C
 from modelguard_fast.ops import solve_mgw
-from reference_mgw import new_highs, objective, solve_highs
 
 EPS = 1.0
 SHIFT = 1e-6
@@ -36,21 +37,22 @@ def predictions(n: int, num_classes: int, seed: int) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def highs_rows(rows: np.ndarray, highs) -> list:
-    return [solve_highs(row, EPS, highs=highs) for row in rows]
-
-
-def check_against_highs(rows: np.ndarray, highs) -> None:
-    x, feasible = solve_mgw(rows, eps=EPS)
-    for i, ref in enumerate(highs_rows(rows, highs)):
-        assert bool(feasible[i]) == ref.feasible
-        if ref.feasible:
-            assert objective(x[i], rows[i], SHIFT) - ref.objective <= 1e-8
-
-
 @pytest.mark.parametrize("C", [10, 100, 256])
 @pytest.mark.parametrize("batch", [1, 256, 4096])
 def test_mgw_cpu_vs_highs(benchmark, ratios, C, batch):
+    pytest.importorskip("highspy", reason="HiGHS is the reference")
+    from reference_mgw import new_highs, objective, solve_highs
+
+    def highs_rows(rows, highs):
+        return [solve_highs(row, EPS, highs=highs) for row in rows]
+
+    def check_against_highs(rows, highs):
+        x, feasible = solve_mgw(rows, eps=EPS)
+        for i, ref in enumerate(highs_rows(rows, highs)):
+            assert bool(feasible[i]) == ref.feasible
+            if ref.feasible:
+                assert objective(x[i], rows[i], SHIFT) - ref.objective <= 1e-8
+
     y = predictions(batch, C, seed=C)
     reference_rows = y[: min(batch, HIGHS_ROWS[C])]
     highs = new_highs()
@@ -95,10 +97,7 @@ def test_mgw_cuda_rows_per_second(benchmark, ratios):
     gpu = float(np.median(times)) / batch
     cpu_rows = host[:65536]
     cpu = timed(lambda: solve_mgw(cpu_rows, eps=EPS), repeats=3) / len(cpu_rows)
-    highs_rows_timed = host[: HIGHS_ROWS[C]].astype(np.float64)
-    theirs = timed(lambda: highs_rows(highs_rows_timed, new_highs()), repeats=1) / len(highs_rows_timed)
     ratios.add(benchmark.group, "modelguard_fast (cuda, CUDA events)", gpu)
-    ratios.add(benchmark.group, f"modelguard_fast (cpu, {_C.max_threads()} threads, 65536 rows)", cpu)
-    ratios.add(benchmark.group, f"reference: HiGHS row by row ({len(highs_rows_timed)} rows timed)", theirs,
+    ratios.add(benchmark.group, f"reference: modelguard_fast (cpu, {_C.max_threads()} threads, 65536 rows)", cpu,
                reference=True)
     benchmark.extra_info.update(rows_per_second=1.0 / gpu, cpu_rows_per_second=1.0 / cpu)
