@@ -36,40 +36,33 @@ def objective(x: np.ndarray, y: np.ndarray, log_shift: float) -> float:
 
 
 def build_lp(y: np.ndarray, eps: float, margin: float, log_shift: float) -> highspy.HighsLp:
-    """The LP above for one prediction y, as a column-wise HighsLp (columns: x then d)."""
+    """The LP above for one prediction y, as a column-wise HighsLp (columns: x then d),
+    assembled with numpy so that building it costs little next to solving it."""
     y = np.asarray(y, dtype=np.float64)
     C = y.shape[0]
     t = int(np.argmax(y))
-    others = [j for j in range(C) if j != t]
+    n = C - 1
     inf = highspy.kHighsInf
     # Rows: 0 sum, 1 budget, 2..2+C d-x, 2+C..2+2C d+x, then one margin row per j != t.
-    row_sum, row_budget, row_minus, row_plus, row_margin = 0, 1, 2, 2 + C, 2 + 2 * C
-    num_row = 2 + 2 * C + len(others)
-    lower = np.empty(num_row)
-    upper = np.full(num_row, inf)
-    lower[row_sum] = upper[row_sum] = 1.0
-    lower[row_budget], upper[row_budget] = -inf, eps
-    lower[row_minus:row_minus + C] = -y
-    lower[row_plus:row_plus + C] = y
-    lower[row_margin:] = margin
+    row_minus, row_plus, row_margin = 2, 2 + C, 2 + 2 * C
+    num_row = row_margin + n
+    lower = np.concatenate([[1.0, -inf], -y, y, np.full(n, margin)])
+    upper = np.concatenate([[1.0, eps], np.full(2 * C + n, inf)])
 
-    starts, index, value = [0], [], []
-    margin_row = {j: row_margin + i for i, j in enumerate(others)}
-    for k in range(C):  # x_k
-        entries = [(row_sum, 1.0), (row_minus + k, -1.0), (row_plus + k, 1.0)]
-        if k == t:
-            entries += [(margin_row[j], 1.0) for j in others]
-        else:
-            entries.append((margin_row[k], -1.0))
-        entries.sort()
-        index += [r for r, _ in entries]
-        value += [v for _, v in entries]
-        starts.append(len(index))
-    for k in range(C):  # d_k
-        entries = [(row_budget, 1.0), (row_minus + k, 1.0), (row_plus + k, 1.0)]
-        index += [r for r, _ in entries]
-        value += [v for _, v in entries]
-        starts.append(len(index))
+    k = np.arange(C)
+    margin_row = np.zeros(C, dtype=np.int64)
+    margin_row[k != t] = row_margin + np.arange(n)
+    # Column x_k (k != t): sum row, d-x row, d+x row, its margin row; x_t: every margin row.
+    x_index = np.stack([np.zeros(C, dtype=np.int64), row_minus + k, row_plus + k, margin_row], axis=1)
+    x_value = np.tile([1.0, -1.0, 1.0, -1.0], (C, 1))
+    top_index = np.concatenate([[0, row_minus + t, row_plus + t], row_margin + np.arange(n)])
+    top_value = np.concatenate([[1.0, -1.0, 1.0], np.ones(n)])
+    d_index = np.stack([np.ones(C, dtype=np.int64), row_minus + k, row_plus + k], axis=1)
+    index = np.concatenate([x_index[:t].ravel(), top_index, x_index[t + 1:].ravel(), d_index.ravel()])
+    value = np.concatenate([x_value[:t].ravel(), top_value, x_value[t + 1:].ravel(), np.ones(3 * C)])
+    counts = np.concatenate([np.full(C, 4), np.full(C, 3)])
+    counts[t] = 3 + n
+    starts = np.concatenate([[0], np.cumsum(counts)])
 
     lp = highspy.HighsLp()
     lp.num_col_ = 2 * C
@@ -80,9 +73,9 @@ def build_lp(y: np.ndarray, eps: float, margin: float, log_shift: float) -> high
     lp.row_lower_ = lower
     lp.row_upper_ = upper
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.asarray(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.asarray(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.asarray(value, dtype=np.float64)
+    lp.a_matrix_.start_ = starts.astype(np.int32)
+    lp.a_matrix_.index_ = index.astype(np.int32)
+    lp.a_matrix_.value_ = value
     return lp
 
 
