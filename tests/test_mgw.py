@@ -180,6 +180,22 @@ def test_gpu_heap_sort_orders_by_value_then_index(n):
         np.testing.assert_array_equal(mgf._C.mgw_heap_sort_order(y), np.lexsort((np.arange(n), y)))
 
 
+@pytest.mark.parametrize("spread", [1e-9, 1e-5])
+def test_nearly_equal_values(spread):
+    # Values that agree in their leading bits (long and short runs for the
+    # CPU's radix sort to finish by comparison), with exact ties among them.
+    rng = np.random.default_rng(15)
+    y = 1.0 + spread * rng.integers(0, 6, 300)
+    y[7] = 3.0
+    y /= y.sum()
+    for eps in (0.3, 1.0, 3.0):
+        x, feasible = solve_mgw(y, eps=eps)
+        ref = solve_highs(y, eps, MARGIN, SHIFT)
+        assert feasible and ref.feasible
+        assert objective(x, y, SHIFT) - ref.objective <= OBJECTIVE_TOL
+        assert_ties_broken_by_index(x, y)
+
+
 def test_one_class():
     x, feasible = solve_mgw(np.array([[1.0]]), eps=[0.0, 1.0])
     np.testing.assert_array_equal(x, [[[1.0], [1.0]]])
