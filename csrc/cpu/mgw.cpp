@@ -9,17 +9,15 @@
 namespace mgf {
 namespace {
 
-// Sort keys laid out so that strided views over them serve as the solver's
-// ys / perm workspace without a copy.
 struct Key {
   double y;
   int32_t index;
 };
-static_assert(sizeof(Key) == 2 * sizeof(double), "Key must be two doubles wide");
 
 struct Scratch {
   std::vector<Key> keys, tmp;
-  std::vector<double> cs, Y, Cc;
+  std::vector<double> ys, cs, Y, Cc;
+  std::vector<int32_t> perm;
 };
 
 // Below this many classes the heapsort the GPU runs is as fast as the radix sort.
@@ -93,22 +91,29 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
   for (int64_t k = 1; k < C; ++k) {
     if (y[k] > y[top]) top = k;
   }
-  s.keys.resize(static_cast<size_t>(C));
-  s.tmp.resize(static_cast<size_t>(C));
+  s.ys.resize(static_cast<size_t>(C));
+  s.perm.resize(static_cast<size_t>(C));
   s.cs.resize(static_cast<size_t>(C));
   s.Y.resize(static_cast<size_t>(C));
   s.Cc.resize(static_cast<size_t>(C + 1));
   const MgwWorkspace ws{
-      StridedSpan<double>{&s.keys.data()->y, int64_t(sizeof(Key) / sizeof(double))},
-      StridedSpan<int32_t>{&s.keys.data()->index, int64_t(sizeof(Key) / sizeof(int32_t))},
-      StridedSpan<double>{s.cs.data(), 1},
-      StridedSpan<double>{s.Y.data(), 1},
+      StridedSpan<double>{s.ys.data(), 1},   StridedSpan<int32_t>{s.perm.data(), 1},
+      StridedSpan<double>{s.cs.data(), 1},   StridedSpan<double>{s.Y.data(), 1},
       StridedSpan<double>{s.Cc.data(), 1},
   };
-  mgw_gather(y, C, top, ws);
   if (n >= kRadixMinKeys) {
+    s.keys.resize(static_cast<size_t>(n));
+    s.tmp.resize(static_cast<size_t>(n));
+    for (int64_t k = 0, q = 0; k < C; ++k) {
+      if (k != top) s.keys[q++] = Key{double(y[k]) + 0.0, static_cast<int32_t>(k)};
+    }
     radix_sort(s.keys.data(), s.tmp.data(), n);
+    for (int64_t q = 0; q < n; ++q) {
+      s.ys[q] = s.keys[q].y;
+      s.perm[q] = s.keys[q].index;
+    }
   } else {
+    mgw_gather(y, C, top, ws);
     mgw_heap_sort(ws.ys, ws.perm, n);
   }
   mgw_prefix(ws, n);
