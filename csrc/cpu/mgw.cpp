@@ -37,8 +37,9 @@ constexpr int64_t kInsertionRun = 16;
 // order like the values for y >= 0 (equal values keep their class order), then
 // runs sharing those bits (values within a relative 2^-12 of each other,
 // usually short) are ordered by the full key. Same order as mgw_heap_sort, a
-// few times faster than a comparison sort from ~100 keys.
-void radix_sort(Key* keys, Key* tmp, int64_t n) {
+// few times faster than a comparison sort from ~100 keys. Returns whichever of
+// keys and tmp holds the result.
+Key* radix_sort(Key* keys, Key* tmp, int64_t n) {
   uint32_t count[3][256];
   std::memset(count, 0, sizeof count);
   for (int64_t i = 0; i < n; ++i) {
@@ -63,24 +64,24 @@ void radix_sort(Key* keys, Key* tmp, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[c[(high_bits(src[i].y) >> shift) & 255]++] = src[i];
     std::swap(src, dst);
   }
-  if (src != keys) std::copy(src, src + n, keys);
   const auto less = [](const Key& a, const Key& b) { return mgw_key_less(a.y, a.index, b.y, b.index); };
   for (int64_t i = 0; i < n;) {
-    const uint32_t h = high_bits(keys[i].y) >> 8;
+    const uint32_t h = high_bits(src[i].y) >> 8;
     int64_t j = i + 1;
-    while (j < n && (high_bits(keys[j].y) >> 8) == h) ++j;
+    while (j < n && (high_bits(src[j].y) >> 8) == h) ++j;
     if (j - i > kInsertionRun) {
-      std::sort(keys + i, keys + j, less);
+      std::sort(src + i, src + j, less);
     } else {
       for (int64_t a = i + 1; a < j; ++a) {
-        const Key v = keys[a];
+        const Key v = src[a];
         int64_t b = a;
-        for (; b > i && less(v, keys[b - 1]); --b) keys[b] = keys[b - 1];
-        keys[b] = v;
+        for (; b > i && less(v, src[b - 1]); --b) src[b] = src[b - 1];
+        src[b] = v;
       }
     }
     i = j;
   }
+  return src;
 }
 
 template <typename T>
@@ -107,10 +108,10 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
     for (int64_t k = 0, q = 0; k < C; ++k) {
       if (k != top) s.keys[q++] = Key{double(y[k]) + 0.0, static_cast<int32_t>(k)};
     }
-    radix_sort(s.keys.data(), s.tmp.data(), n);
+    const Key* sorted = radix_sort(s.keys.data(), s.tmp.data(), n);
     for (int64_t q = 0; q < n; ++q) {
-      s.ys[q] = s.keys[q].y;
-      s.perm[q] = s.keys[q].index;
+      s.ys[q] = sorted[q].y;
+      s.perm[q] = sorted[q].index;
     }
   } else {
     mgw_gather(y, C, top, ws);
