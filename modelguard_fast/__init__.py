@@ -7,6 +7,7 @@ from .defenses.base import Defense
 from .defenses.mad import MAD, random_surrogate
 from .defenses.modelguard_s import ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
+from .defenses.modelguard_w import ModelGuardW
 from .defenses.none import NoDefense
 from .defenses.reverse_sigmoid import ReverseSigmoid
 from .defenses.rounding import Rounding
@@ -29,6 +30,7 @@ __all__ = [
     "NoDefense",
     "ReverseSigmoid",
     "Rounding",
+    "ModelGuardW",
     "SnapshotError",
     "Top1",
     "UtilityMetrics",
