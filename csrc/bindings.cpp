@@ -165,6 +165,7 @@ void search_packed(const py::array& x, const py::array& top, const py::array& co
   mgf::search_packed(xp, B, C, tp, cp, op, static_cast<T>(eps), mode, ip, dp);
 }
 
+// ----------------------------------------------------------------- partial Bayes matcher
 
 template <typename T>
 void bind_bayes_index(py::module_& m, const char* name) {
@@ -226,6 +227,8 @@ void bind_bayes_index(py::module_& m, const char* name) {
             return py::make_tuple(values, sums, counts, part);
           },
           py::arg("by_class"));
+}
+
 // ----------------------------------------------------------------- ModelGuard-W
 
 template <typename T>
