@@ -25,7 +25,10 @@ def run_and_kill(journal, seed, delay):
     assert proc.stdout.readline().strip() == b"ready", proc.stderr.read().decode()
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate()
+    out = proc.stdout.read()  # the buffered reader: communicate() would skip what readline() buffered
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
     # Only complete lines were answers handed to a client.
     lines = out.decode().split("\n")[:-1]
     bad = [line for line in lines if len(line.split()) != 3]
