@@ -17,11 +17,49 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .experiments.config import ConfigError, RunConfig
+    from .experiments.main import run_experiment
+
+    overrides = {k: getattr(args, k) for k in ("dataset", "results_dir", "device", "seed", "eps", "budget",
+                                                "target_epochs", "defenses", "queries", "strategies")}
+    try:
+        config = RunConfig.load(args.config, **overrides)
+    except ConfigError as err:
+        print(f"modelguard-fast run: {err}", file=sys.stderr)
+        return 2
+    print(run_experiment(config, progress=not args.quiet))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelguard-fast", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="the paper's main table: every query strategy x attack x defense on a bundled dataset",
+        description="Trains the target (with Outlier Exposure) and the misinformation model, calibrates "
+                    "the baselines, runs every (query strategy, attack strategy, defense) cell and writes "
+                    "results/<dataset>/table.{md,csv,json}. Finished cells are cached under "
+                    "results/cache, so an interrupted run resumes and a changed setting recomputes only "
+                    "what it touches. Options override the config file's [run] table.",
+    )
+    run.add_argument("--config", help="TOML file with [run] and [attack] tables (see modelguard_fast/experiments/config.py)")
+    run.add_argument("--dataset", choices=["digits", "mnist5k"], help="bundled dataset (default: digits)")
+    run.add_argument("--results-dir", dest="results_dir", help="folder of tables and cache (default: results)")
+    run.add_argument("--device", help="torch device for training and attacks (default: cpu)")
+    run.add_argument("--seed", type=int, help="seed of data split, models and attacks (default: 0)")
+    run.add_argument("--eps", type=float, help="L1 budget of ModelGuard-W, ModelGuard-S and MAD (default: 1.0)")
+    run.add_argument("--budget", type=int, help="images each attack queries (default 0: the whole attacker pool)")
+    run.add_argument("--target-epochs", dest="target_epochs", type=int, help="target training epochs (default: 30)")
+    run.add_argument("--defenses", nargs="+", help="subset of: none revsig mad am top1 rounding mgw mgs")
+    run.add_argument("--queries", nargs="+", help="subset of: knockoff jbda")
+    run.add_argument("--strategies", nargs="+", help="subset of: naive top1 s4l smoothing ddae ddae+ pbayes")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
     demo = sub.add_parser(
         "demo",
         help="train a target on bundled data, defend its answers with ModelGuard-S, and extract it",
