@@ -5,10 +5,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 
+#include "modelguard_fast/bayes_cpu.h"
 #include "modelguard_fast/cuda_api.h"
 #include "modelguard_fast/mgs_cpu.h"
 #include "modelguard_fast/parallel.h"
@@ -160,6 +162,69 @@ void search_packed(const py::array& x, const py::array& top, const py::array& co
   mgf::search_packed(xp, B, C, tp, cp, op, static_cast<T>(eps), mode, ip, dp);
 }
 
+
+template <typename T>
+void bind_bayes_index(py::module_& m, const char* name) {
+  using Index = mgf::BayesIndex<T>;
+  py::class_<Index>(m, name)
+      .def(py::init([](const py::array& clean, const py::array& pert, const py::array& clean_top) {
+             auto [N, C] = rows_cols(clean);
+             const T* cp = in_ptr<T>(clean, -1, "clean");
+             if (pert.ndim() != 2 || pert.shape(0) != N || pert.shape(1) != C) {
+               throw std::invalid_argument("pert: shape differs from clean");
+             }
+             return std::make_unique<Index>(cp, in_ptr<T>(pert, N * C, "pert"),
+                                            in_ptr<int64_t>(clean_top, N, "clean_top"), N, C);
+           }),
+           py::arg("clean"), py::arg("pert"), py::arg("clean_top"), py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+      .def_property_readonly("rows", &Index::rows)
+      .def_property_readonly("classes", &Index::classes)
+      .def(
+          "match",
+          [](Index& index, const py::array& received, const std::optional<py::array>& top, double delta,
+             bool grouped, int32_t isa, py::array& out, py::array& count) {
+            auto [B, C] = rows_cols(received);
+            if (C != index.classes()) throw std::invalid_argument("received: wrong number of columns");
+            const T* rp = in_ptr<T>(received, -1, "received");
+            const int64_t* tp = nullptr;
+            if (top) {
+              tp = in_ptr<int64_t>(*top, B, "top");
+              for (int64_t i = 0; i < B; ++i) {
+                if (tp[i] < 0 || tp[i] >= C) throw std::out_of_range("top: class out of range");
+              }
+            }
+            double* op = out_ptr<double>(out, B * C, "out");
+            int64_t* np = out_ptr<int64_t>(count, B, "count");
+            py::gil_scoped_release release;
+            index.match(rp, B, tp, static_cast<T>(delta), grouped, isa, op, np);
+          },
+          py::arg("received"), py::arg("top"), py::arg("delta"), py::arg("grouped"), py::arg("isa"), py::arg("out"),
+          py::arg("count"))
+      .def("group_count", &Index::group_count, py::arg("by_class"), py::arg("max_groups"),
+           py::call_guard<py::gil_scoped_release>())
+      .def(
+          "grouped_arrays",
+          [](Index& index, bool by_class) {
+            const typename Index::GroupedTable* g;
+            {
+              py::gil_scoped_release release;
+              g = &index.grouped(by_class);
+            }
+            const int64_t G = static_cast<int64_t>(g->counts.size());
+            const int64_t C = index.classes();
+            py::array_t<T> values({G, C});
+            py::array_t<double> sums({G, C});
+            py::array_t<int64_t> counts(G);
+            py::array_t<int64_t> part(G);
+            std::copy(g->values.begin(), g->values.end(), values.mutable_data());
+            std::copy(g->sums.begin(), g->sums.end(), sums.mutable_data());
+            std::copy(g->counts.begin(), g->counts.end(), counts.mutable_data());
+            std::copy(g->part.begin(), g->part.end(), part.mutable_data());
+            return py::make_tuple(values, sums, counts, part);
+          },
+          py::arg("by_class"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -175,4 +240,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("search_packed_f32", &search_packed<float>);
   m.def("search_packed_f64", &search_packed<double>);
   m.def("mgs_search_cuda", &mgf::mgs_search_cuda, py::call_guard<py::gil_scoped_release>());
+
+  bind_bayes_index<float>(m, "BayesIndex32");
+  bind_bayes_index<double>(m, "BayesIndex64");
+  m.def("bayes_isas", &mgf::bayes_isas);
+  m.def("bayes_match_cuda", &mgf::bayes_match_cuda, py::call_guard<py::gil_scoped_release>());
 }

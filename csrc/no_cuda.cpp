@@ -21,4 +21,9 @@ void mgs_search_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, ui
   built_without_cuda();
 }
 
+void bayes_match_cuda(uintptr_t, int64_t, int32_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, int64_t, uintptr_t,
+                      uintptr_t, int64_t, uintptr_t, uintptr_t, double, uintptr_t, uintptr_t, uintptr_t, uintptr_t) {
+  built_without_cuda();
+}
+
 }  // namespace mgf

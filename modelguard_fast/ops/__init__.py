@@ -1,5 +1,6 @@
 """Functional kernels behind the defenses and attacks."""
 
+from .bayes import BayesTable, bayes_recover
 from .mgs import mgs_search
 
-__all__ = ["mgs_search"]
+__all__ = ["BayesTable", "bayes_recover", "mgs_search"]

@@ -19,4 +19,16 @@ void mgs_search_cuda(uintptr_t x, int64_t B, int64_t C, int32_t dtype, double su
                      uintptr_t offsets, double eps, int32_t mode, uintptr_t status, uintptr_t top,
                      uintptr_t index, uintptr_t distance, uintptr_t stream);
 
+// Partial Bayes matching (see csrc/cuda/bayes.cu). dtype as above, for the
+// received rows, the perturbed table and dmin. Received rows order[begin, end)
+// of tile t all have class tile_part[t]; class p owns table rows
+// [part_rows[p], part_rows[p + 1]). `clean` holds the clean rows in table
+// order (dtype), or, when group_counts is non-zero, float64 group sums with
+// those int64 weights. dmin (+inf), sums (B x C float64, zero) and counts
+// (B int64, zero) are set by the caller and accumulated into.
+void bayes_match_cuda(uintptr_t received, int64_t C, int32_t dtype, uintptr_t order, uintptr_t tile_part,
+                      uintptr_t tile_begin, uintptr_t tile_end, int64_t num_tiles, uintptr_t pert, uintptr_t part_rows,
+                      int64_t max_part_rows, uintptr_t clean, uintptr_t group_counts, double delta, uintptr_t dmin,
+                      uintptr_t sums, uintptr_t counts, uintptr_t stream);
+
 }  // namespace mgf
