@@ -13,6 +13,7 @@
 #include "modelguard_fast/bayes_cpu.h"
 #include "modelguard_fast/cuda_api.h"
 #include "modelguard_fast/mgs_cpu.h"
+#include "modelguard_fast/mgw_cpu.h"
 #include "modelguard_fast/parallel.h"
 
 namespace py = pybind11;
@@ -225,6 +226,37 @@ void bind_bayes_index(py::module_& m, const char* name) {
           py::arg("by_class"));
 }
 
+// ----------------------------------------------------------------- ModelGuard-W
+
+template <typename T>
+void mgw_solve(const py::array& x, const py::array& eps, double margin, double log_shift, py::array& out,
+               py::array& feasible) {
+  auto [B, C] = rows_cols(x);
+  if (C < 1) throw std::invalid_argument("x: needs at least one column");
+  const T* xp = in_ptr<T>(x, -1, "x");
+  const int64_t E = eps.size();
+  const double* ep = in_ptr<double>(eps, E, "eps");
+  T* op = out_ptr<T>(out, B * E * C, "out");
+  bool* fp = out_ptr<bool>(feasible, B * E, "feasible");
+  py::gil_scoped_release release;
+  mgf::mgw_solve(xp, B, C, ep, E, margin, log_shift, op, fp);
+}
+
+void bind_mgw(py::module_& m) {
+  m.def("mgw_solve_f32", &mgw_solve<float>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
+        py::arg("out"), py::arg("feasible"));
+  m.def("mgw_solve_f64", &mgw_solve<double>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
+        py::arg("out"), py::arg("feasible"));
+  m.def(
+      "mgw_cuda_workspace",
+      [](int64_t B, int64_t C) {
+        const mgf::MgwCudaWorkspace w = mgf::mgw_cuda_workspace(B, C);
+        return py::make_tuple(w.threads, w.f64, w.i32);
+      },
+      py::arg("B"), py::arg("C"));
+  m.def("mgw_solve_cuda", &mgf::mgw_solve_cuda, py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -245,4 +277,5 @@ PYBIND11_MODULE(_C, m) {
   bind_bayes_index<double>(m, "BayesIndex64");
   m.def("bayes_isas", &mgf::bayes_isas);
   m.def("bayes_match_cuda", &mgf::bayes_match_cuda, py::call_guard<py::gil_scoped_release>());
+  bind_mgw(m);
 }

@@ -26,4 +26,9 @@ void bayes_match_cuda(uintptr_t, int64_t, int32_t, uintptr_t, uintptr_t, uintptr
   built_without_cuda();
 }
 
+void mgw_solve_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, int64_t, double, double, uintptr_t,
+                    uintptr_t, int64_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t) {
+  built_without_cuda();
+}
+
 }  // namespace mgf

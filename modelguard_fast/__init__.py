@@ -7,6 +7,7 @@ from .defenses.base import Defense
 from .defenses.mad import MAD, random_surrogate
 from .defenses.modelguard_s import ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
+from .defenses.modelguard_w import ModelGuardW
 from .defenses.none import NoDefense
 from .defenses.reverse_sigmoid import ReverseSigmoid
 from .defenses.rounding import Rounding
@@ -26,6 +27,7 @@ __all__ = [
     "GuardedModel",
     "JournalError",
     "ModelGuardS",
+    "ModelGuardW",
     "NoDefense",
     "ReverseSigmoid",
     "Rounding",

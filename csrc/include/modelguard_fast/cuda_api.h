@@ -31,4 +31,36 @@ void bayes_match_cuda(uintptr_t received, int64_t C, int32_t dtype, uintptr_t or
                       int64_t max_part_rows, uintptr_t clean, uintptr_t group_counts, double delta, uintptr_t dmin,
                       uintptr_t sums, uintptr_t counts, uintptr_t stream);
 
+// ModelGuard-W: one thread per row (grid-stride over rows), each thread with a
+// private workspace in global memory that the caller allocates from
+// mgw_cuda_workspace. x: B x C, eps: E float64, out: B x E x C (x's dtype),
+// feasible: B x E bool, status: B int32 (RowStatus; rows that fail it are left
+// unsolved). See mgw_solver.h.
+void mgw_solve_cuda(uintptr_t x, int64_t B, int64_t C, int32_t dtype, double sum_tol, uintptr_t eps, int64_t E,
+                    double margin, double log_shift, uintptr_t workspace_f64, uintptr_t workspace_i32,
+                    int64_t threads, uintptr_t out, uintptr_t feasible, uintptr_t status, uintptr_t stream);
+
+// Workspace of mgw_solve_cuda for a B x C batch: the thread count, then the
+// number of float64 and of int32 elements to allocate. Threads are capped so
+// the workspace stays within kMgwWorkspaceBytes.
+constexpr int64_t kMgwMaxThreads = int64_t(1) << 17;
+constexpr int64_t kMgwWorkspaceBytes = int64_t(1) << 30;
+
+struct MgwCudaWorkspace {
+  int64_t threads;
+  int64_t f64;
+  int64_t i32;
+};
+
+inline MgwCudaWorkspace mgw_cuda_workspace(int64_t B, int64_t C) {
+  const int64_t n = C > 1 ? C - 1 : 1;
+  const int64_t f64_per_thread = 4 * n + 2;  // sorted y, costs and two prefix sums
+  const int64_t bytes_per_thread = 8 * f64_per_thread + 4 * n;
+  int64_t threads = kMgwWorkspaceBytes / bytes_per_thread;
+  if (threads > kMgwMaxThreads) threads = kMgwMaxThreads;
+  if (threads > B) threads = B;
+  if (threads < 1) threads = 1;
+  return {threads, threads * f64_per_thread, threads * n};
+}
+
 }  // namespace mgf

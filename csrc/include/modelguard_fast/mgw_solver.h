@@ -1,0 +1,576 @@
+// ModelGuard-W: an exact solver for the per-prediction linear program of the
+// paper's Eq. (9), in the form its public code states it. Shared by the CPU
+// and CUDA kernels. For a prediction y with top-1 class t (first index on ties):
+//
+//   minimize    sum_k x_k c_k,   c_k = log(y_k + log_shift)
+//   subject to  sum_k x_k = 1,  x >= 0,  ||x - y||_1 <= eps,
+//               x_t - x_j >= margin  for every j != t.
+//
+// Method. Fix the level L = x_t; every other class is capped at U = L - margin.
+// For fixed L the rest is a greedy transport over the other classes sorted by
+// cost (equivalently by y; ties by class index): classes above U are cut to U,
+// mass is added to the cheapest classes up to U and taken from the most
+// expensive ones down to 0, trading the most expensive mass for the cheapest
+// room while that lowers the objective and the budget lasts. With T the total
+// mass taken from the other classes, the objective is convex in T and
+// minimised at T_free(L), the "water-filling" point (cheapest classes at U,
+// one partial class, the rest 0), so the inner optimum is at
+// T = min(T_free(L), T_max(L)), T_max(L) = beta - max(0, y_t - L) the budget.
+// Exchange arguments show this greedy is optimal for fixed L.
+//
+// The optimal value V(L) is convex in L (the value function of an LP whose
+// right-hand side is affine in L) and piecewise linear. Its right slope
+// V'(L+) is a closed-form sum of costs determined by a handful of integers
+// (classes cut, classes filled, classes drained, whether the budget binds,
+// the sign of L - y_t), so the leftmost minimiser is the first L where
+// V'(L+) >= 0. Every point where V'(L+) can change is an event of one of a
+// few families, each monotone in its index (so binary searchable): U crossing
+// a y_j; L crossing y_t; the water-filling count or its partial class
+// crossing y; the budget-bound fill or drain count changing; and the switch
+// between the bound and free regimes. Searching the families in turn narrows
+// a bracket [lo, hi] around the minimiser until no event is left inside; V is
+// then linear on it and the minimiser is lo or hi. Sorting costs O(C log C);
+// the search makes O(log C) slope evaluations of O(log C) each (prefix sums
+// and binary searches), so the whole solve is O(C log C), with no tolerance
+// anywhere but the feasibility slack below.
+//
+// Rows that do not sum exactly to 1: the budget is taken as eps + |1 - sum y|,
+// the least that lets x be a distribution at all; for float64 rows that is
+// within rounding of eps.
+#pragma once
+
+#include <cstring>
+
+#include "modelguard_fast/common.h"
+
+namespace mgf {
+
+// Infeasible only when the level interval is empty by more than this: a few
+// roundings of quantities of size 1, so that eps = 0 rows whose margin holds
+// exactly are not lost to rounding.
+constexpr double kMgwFeasibilitySlack = 1e-14;
+
+template <typename T>
+struct StridedSpan {
+  T* data;
+  int64_t stride;
+  MGF_HD T& operator[](int64_t i) const { return data[i * stride]; }
+};
+
+// Per-row scratch for n = C - 1 classes: sorted values ys[n], their class
+// indices perm[n], costs cs[n], and prefix sums Y[n + 1] of ys and Cc[n + 1] of cs.
+struct MgwWorkspace {
+  StridedSpan<double> ys;
+  StridedSpan<int32_t> perm;
+  StridedSpan<double> cs;
+  StridedSpan<double> Y;
+  StridedSpan<double> Cc;
+};
+
+MGF_HD inline bool mgw_key_less(double ya, int32_t ia, double yb, int32_t ib) {
+  return ya < yb || (ya == yb && ia < ib);
+}
+
+MGF_HD inline void mgw_sift_down(StridedSpan<double> y, StridedSpan<int32_t> idx, int64_t root, int64_t end) {
+  const double ry = y[root];
+  const int32_t ri = idx[root];
+  while (2 * root + 1 < end) {
+    int64_t child = 2 * root + 1;
+    if (child + 1 < end && mgw_key_less(y[child], idx[child], y[child + 1], idx[child + 1])) ++child;
+    if (!mgw_key_less(ry, ri, y[child], idx[child])) break;
+    y[root] = y[child];
+    idx[root] = idx[child];
+    root = child;
+  }
+  y[root] = ry;
+  idx[root] = ri;
+}
+
+// In-place heapsort ascending by (y, class index); keys are distinct, so any
+// correct sort (std::sort on the host) gives the same order.
+MGF_HD inline void mgw_heap_sort(StridedSpan<double> y, StridedSpan<int32_t> idx, int64_t n) {
+  for (int64_t i = n / 2; i-- > 0;) mgw_sift_down(y, idx, i, n);
+  for (int64_t end = n - 1; end > 0; --end) {
+    const double ty = y[0];
+    const int32_t ti = idx[0];
+    y[0] = y[end];
+    idx[0] = idx[end];
+    y[end] = ty;
+    idx[end] = ti;
+    mgw_sift_down(y, idx, 0, end);
+  }
+}
+
+MGF_HD inline uint64_t mgw_bits(double v) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint64_t>(__double_as_longlong(v));
+#else
+  uint64_t b;
+  std::memcpy(&b, &v, sizeof b);
+  return b;
+#endif
+}
+
+MGF_HD inline double mgw_from_bits(uint64_t b) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(b));
+#else
+  double v;
+  std::memcpy(&v, &b, sizeof v);
+  return v;
+#endif
+}
+
+// Natural logarithm of a positive finite v: fdlibm's __ieee754_log (error
+// below 1 ulp), written out here so the CPU and the GPU compute the same bits
+// (their libm logs differ in the last place, which could tip comparisons).
+MGF_HD inline double mgw_log(double v) {
+  const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+  const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01, Lg3 = 2.857142874366239149e-01,
+               Lg4 = 2.222219843214978396e-01, Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+               Lg7 = 1.479819860511658591e-01;
+  uint64_t bits = mgw_bits(v);
+  int32_t hx = static_cast<int32_t>(bits >> 32);
+  int32_t k = 0;
+  if (hx < 0x00100000) {  // subnormal: scale by 2^54
+    v *= 1.80143985094819840000e+16;
+    k -= 54;
+    bits = mgw_bits(v);
+    hx = static_cast<int32_t>(bits >> 32);
+  }
+  k += (hx >> 20) - 1023;
+  hx &= 0x000fffff;
+  const int32_t i = (hx + 0x95f64) & 0x100000;
+  // Normalise the mantissa into [sqrt(2)/2, sqrt(2)).
+  const uint64_t high = static_cast<uint64_t>(static_cast<uint32_t>(hx | (i ^ 0x3ff00000)));
+  v = mgw_from_bits((high << 32) | (bits & 0xffffffffull));
+  k += i >> 20;
+  const double f = v - 1.0;
+  const double dk = double(k);
+  if ((0x000fffff & (2 + hx)) < 3) {  // |f| < 2^-20
+    if (f == 0.0) return k == 0 ? 0.0 : dk * ln2_hi + dk * ln2_lo;
+    const double R = f * f * (0.5 - 0.33333333333333333 * f);
+    return k == 0 ? f - R : dk * ln2_hi - ((R - dk * ln2_lo) - f);
+  }
+  const double s = f / (2.0 + f);
+  const double z = s * s;
+  const double w = z * z;
+  const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+  const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+  const double R = t2 + t1;
+  if (((hx - 0x6147a) | (0x6b851 - hx)) > 0) {
+    const double hfsq = 0.5 * f * f;
+    return k == 0 ? f - (hfsq - s * (hfsq + R)) : dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
+  }
+  return k == 0 ? f - s * (f - R) : dk * ln2_hi - ((s * (f - R) - dk * ln2_lo) - f);
+}
+
+// Row sum with Neumaier's compensation: rows that sum to 1 up to rounding
+// should not look short of mass by the rounding of a naive sum.
+template <typename T>
+MGF_HD inline double mgw_row_sum(const T* y, int64_t C) {
+  double s = 0.0, comp = 0.0;
+  for (int64_t k = 0; k < C; ++k) {
+    const double v = double(y[k]);
+    const double t = s + v;
+    comp += abs_value(s) >= abs_value(v) ? (s - t) + v : (v - t) + s;
+    s = t;
+  }
+  return s + comp;
+}
+
+// Copies the classes other than t into ws.ys / ws.perm, unsorted.
+template <typename T>
+MGF_HD inline void mgw_gather(const T* y, int64_t C, int64_t t, const MgwWorkspace& ws) {
+  int64_t q = 0;
+  for (int64_t k = 0; k < C; ++k) {
+    if (k == t) continue;
+    ws.ys[q] = double(y[k]) + 0.0;  // -0.0 becomes +0.0, so bit patterns order like values
+    ws.perm[q] = static_cast<int32_t>(k);
+    ++q;
+  }
+}
+
+// Costs and prefix sums of the sorted classes.
+MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n, double log_shift) {
+  double sy = 0.0, sc = 0.0;
+  ws.Y[0] = 0.0;
+  ws.Cc[0] = 0.0;
+  for (int64_t q = 0; q < n; ++q) {
+    const double c = mgw_log(ws.ys[q] + log_shift);
+    ws.cs[q] = c;
+    sy += ws.ys[q];
+    sc += c;
+    ws.Y[q + 1] = sy;
+    ws.Cc[q + 1] = sc;
+  }
+}
+
+// The solver for one prepared row (workspace sorted, prefix sums filled);
+// solve() may be called for several (eps, margin) pairs.
+class MgwRow {
+ public:
+  MGF_HD MgwRow(const MgwWorkspace& ws, int64_t n, double yt, double log_shift, double row_sum)
+      : ws_(ws), n_(n), yt_(yt), ct_(mgw_log(yt + log_shift)), rho_(1.0 - row_sum) {}
+
+  // Finds the optimal level L = x_t; false when the LP is infeasible.
+  MGF_HD bool solve(double eps, double margin, double* level) {
+    m_ = margin;
+    beta_ = 0.5 * eps + (rho_ < 0.0 ? -rho_ : 0.0);
+    fixed_u_ = false;
+    fixed_p_ = false;
+    if (n_ == 0) {  // one class: x = (1)
+      *level = 1.0;
+      return true;
+    }
+    double La = 0.0, Lb = 0.0;
+    if (!domain(&La, &Lb)) return false;
+    if (La >= Lb || slope(La) >= 0.0) {
+      *level = La;
+      return true;
+    }
+    lo_ = La;
+    hi_ = Lb;
+    *level = search();
+    return true;
+  }
+
+  // Writes the optimal x for level L (from solve) into x[0..C); y is the row
+  // (C entries) and top its top-1 class.
+  template <typename T>
+  MGF_HD void write(double L, const T* y, int64_t top, T* x) const {
+    const int64_t C = n_ + 1;
+    if (n_ == 0) {
+      x[top] = T(L);
+      return;
+    }
+    const double U = L - m_;
+    const int64_t u = upper_count(U);
+    const int64_t p = free_count(L);
+    const double tmax = t_max(L);
+    if (t_free(L, p, u) <= tmax) {  // water-filling: cheapest p at U, one partial, the rest 0
+      double r = 1.0 - L - double(p) * U;
+      r = r < 0.0 ? 0.0 : (r > U ? U : r);
+      for (int64_t k = 0; k < C; ++k) x[k] = T(0);
+      for (int64_t q = 0; q < p; ++q) x[ws_.perm[q]] = T(U);
+      x[ws_.perm[p]] = T(r);
+      x[top] = T(L);
+      return;
+    }
+    double tmin = cut_mass(U, u);
+    if (L - yt_ - rho_ > tmin) tmin = L - yt_ - rho_;
+    if (tmin < 0.0) tmin = 0.0;
+    const double taken = tmax > tmin ? tmax : tmin;
+    const double I = taken + rho_ + yt_ - L;
+    const int64_t a = fill_count(U, u, I, false);
+    const double inc = I - (double(a) * U - ws_.Y[a]);
+    const int64_t d = drain_count(U, u, taken);
+    const double e = taken - drained(d, U, u);
+    // Every class cut to U, then the cheapest a filled to U (a partial one
+    // after them) and the d most expensive drained to 0 (a partial one before).
+    for (int64_t k = 0; k < C; ++k) {
+      const double v = double(y[k]) + 0.0;
+      x[k] = T(v < U ? v : U);
+    }
+    for (int64_t q = 0; q < a; ++q) x[ws_.perm[q]] = T(U);
+    const double partial_fill = a < u ? (ws_.ys[a] + inc < U ? ws_.ys[a] + inc : U) : 0.0;
+    if (a < u) x[ws_.perm[a]] = T(partial_fill);
+    for (int64_t q = n_ - d; q < n_; ++q) x[ws_.perm[q]] = T(0);
+    if (d < n_) {
+      const int64_t q = n_ - d - 1;
+      double v = ws_.ys[q] < U ? ws_.ys[q] : U;
+      if (q < a) v = U;
+      else if (q == a && a < u) v = partial_fill;
+      x[ws_.perm[q]] = T(v - e > 0.0 ? v - e : 0.0);
+    }
+    x[top] = T(L);
+  }
+
+ private:
+  // Event families searched for the minimiser (see candidate()).
+  enum Family { kCut, kTop, kFreeFill, kFreePartial, kBoundFill, kBoundDrain, kSwitch };
+
+  // Number of other classes with y <= U (not cut at level U + margin).
+  MGF_HD int64_t upper_count(double U) const {
+    int64_t lo = 0, hi = n_;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (ws_.ys[mid] <= U) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  // Mass the budget lets the other classes give: beta - max(0, y_t - L).
+  MGF_HD double t_max(double L) const { return yt_ > L ? beta_ - (yt_ - L) : beta_; }
+
+  // Mass that must be cut from the classes above U (u of them are not).
+  MGF_HD double cut_mass(double U, int64_t u) const {
+    return (ws_.Y[n_] - ws_.Y[u]) - double(n_ - u) * U;
+  }
+
+  // Water-filling at level L: the number p of classes (cheapest first) at U
+  // just to the right of L, so the partial class p holds 1 - L - p U in (0, U].
+  MGF_HD int64_t free_count(double L) const {
+    const double U = L - m_;
+    const double R = 1.0 - L;
+    double guess = R / U;
+    int64_t p = guess >= double(n_ - 1) ? n_ - 1 : (guess > 0.0 ? int64_t(guess) : 0);
+    while (p > 0 && double(p) * U >= R) --p;
+    while (p + 1 < n_ && double(p + 1) * U < R) ++p;
+    return p;
+  }
+
+  // Mass the water-filling solution at L takes from the other classes.
+  MGF_HD double t_free(double L, int64_t p, int64_t u) const {
+    const double U = L - m_;
+    const double r = 1.0 - L - double(p) * U;
+    double v = ws_.Y[n_] - ws_.Y[p + 1];
+    if (p > u) v += (ws_.Y[p] - ws_.Y[u]) - double(p - u) * U;
+    if (ws_.ys[p] > r) v += ws_.ys[p] - r;
+    return v;
+  }
+
+  // Number of cheapest classes (among the u uncut) filled to U by mass I.
+  MGF_HD int64_t fill_count(double U, int64_t u, double I, bool strict) const {
+    int64_t lo = 0, hi = u;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      const double room = double(mid) * U - ws_.Y[mid];
+      if (strict ? room < I : room <= I) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  // Mass taken when the d most expensive classes are drained to 0 and the
+  // other cut classes cut to U.
+  MGF_HD double drained(int64_t d, double U, int64_t u) const {
+    const int64_t k = n_ - u;
+    if (d <= k) return ws_.Y[n_] - ws_.Y[u] - double(k - d) * U;
+    return ws_.Y[n_] - ws_.Y[n_ - d];
+  }
+
+  MGF_HD int64_t drain_count(double U, int64_t u, double T) const {
+    int64_t lo = 0, hi = n_;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (drained(mid, U, u) <= T) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  // Right slope V'(L+) of the optimal value as a function of the level.
+  MGF_HD double slope(double L) const {
+    const double U = L - m_;
+    const int64_t u = fixed_u_ ? u_ : upper_count(U);
+    const int64_t k = n_ - u;
+    const bool below = L < yt_;
+    const double dT = below ? 1.0 : 0.0;  // d T_max / dL
+    const int64_t p = fixed_p_ ? p_ : free_count(L);
+    const double r = 1.0 - L - double(p) * U;
+    const double tf = t_free(L, p, u);
+    const double tm = t_max(L);
+    bool free = tf < tm;
+    if (tf == tm) {
+      const double tf_slope = -double(p > u ? p - u : 0) + (ws_.ys[p] >= r ? double(p + 1) : 0.0);
+      free = tf_slope <= dT;
+    }
+    if (free) return ct_ + ws_.Cc[p] - double(p + 1) * ws_.cs[p];
+    const double I = tm + rho_ + yt_ - L;
+    const int64_t a = fill_count(U, u, I, true);
+    const int64_t d = drain_count(U, u, tm);
+    double s = ct_ + ws_.Cc[a];
+    if (a < u) s += ws_.cs[a] * (dT - 1.0 - double(a));
+    if (d < k) s += ws_.Cc[n_ - d] - ws_.Cc[u];
+    if (d < n_) s -= ws_.cs[n_ - d - 1] * (dT + double(k > d ? k - d : 0));
+    return s;
+  }
+
+  // Budget left after the cuts forced at level L; non-decreasing in L.
+  MGF_HD double cut_slack(double L) const {
+    const double U = L - m_;
+    return t_max(L) - cut_mass(U, upper_count(U));
+  }
+
+  // The interval [La, Lb] of feasible levels; false when it is empty.
+  MGF_HD bool domain(double* La, double* Lb) const {
+    const double n = double(n_);
+    double l0 = (1.0 + n * m_) / (n + 1.0);  // the others can hold 1 - L below U
+    if (l0 < m_) l0 = m_;
+    if (yt_ - beta_ > l0) l0 = yt_ - beta_;
+    double hi = yt_ + beta_ + rho_;  // the others must not need to gain mass
+    if (hi > 1.0) hi = 1.0;
+    double lo = l0;
+    const double h0 = cut_slack(l0);
+    if (h0 < 0.0) {
+      // First cut event y_q + margin with enough budget, then y_t; the slack
+      // is linear between consecutive events.
+      int64_t a = 0, b = n_;
+      while (a < b) {
+        const int64_t mid = (a + b) / 2;
+        if (cut_slack(ws_.ys[mid] + m_) >= 0.0) b = mid;
+        else a = mid + 1;
+      }
+      double left = a > 0 && ws_.ys[a - 1] + m_ > l0 ? ws_.ys[a - 1] + m_ : l0;
+      double right = a < n_ ? ws_.ys[a] + m_ : INFINITY;
+      if (left < yt_ && yt_ < right) {
+        if (cut_slack(yt_) >= 0.0) right = yt_;
+        else left = yt_;
+      }
+      if (right == INFINITY) {
+        lo = left;
+      } else {
+        const double hl = cut_slack(left), hr = cut_slack(right);
+        lo = hr > hl ? left + (right - left) * (-hl / (hr - hl)) : right;
+        if (lo > right) lo = right;
+        if (lo < left) lo = left;
+      }
+    }
+    *La = lo;
+    *Lb = hi;
+    return lo <= hi + kMgwFeasibilitySlack;
+  }
+
+  // Index i of the family's events, ordered so candidate() is non-decreasing
+  // in i once clamped to [lo, hi] (see the monotonicity notes in search()).
+  MGF_HD double candidate(Family f, int64_t i) const {
+    const double m = m_;
+    switch (f) {
+      case kCut:
+        return ws_.ys[i] + m;
+      case kTop:
+        return yt_;
+      case kFreeFill: {  // p = n - i classes exactly fill 1 - L at U
+        const double p = double(n_ - i);
+        return (1.0 + p * m) / (p + 1.0);
+      }
+      case kFreePartial:  // the partial class of the water-filling reaches its y
+        return (1.0 + double(p_) * m - ws_.ys[p_]) / (double(p_) + 1.0);
+      case kBoundFill: {  // a = u - i classes exactly take the mass the budget adds
+        const int64_t a = u_ - i;
+        const double add = beta_ + rho_;
+        if (below_) return m + (add + ws_.Y[a]) / double(a);
+        return (add + yt_ + double(a) * m + ws_.Y[a]) / double(a + 1);
+      }
+      case kBoundDrain: {  // d = i + 1 classes exactly give the mass the budget allows
+        const int64_t d = i + 1;
+        const int64_t k = n_ - u_;
+        const double Yn = ws_.Y[n_];
+        if (d <= k) {
+          const double cut = Yn - ws_.Y[u_];
+          if (below_) return (cut + double(k - d) * m - beta_ + yt_) / double(k - d + 1);
+          if (d < k) return m + (cut - beta_) / double(k - d);
+          return cut <= beta_ ? -INFINITY : INFINITY;
+        }
+        const double top = Yn - ws_.Y[n_ - d];
+        if (below_) return top - beta_ + yt_;
+        return top <= beta_ ? -INFINITY : INFINITY;
+      }
+      case kSwitch:
+        return switch_level_;
+    }
+    return INFINITY;
+  }
+
+  // Is the minimiser at or left of L? Monotone in L; outside (lo, hi) it is
+  // known from the bracket. Only levels inside the bracket reach slope(), so
+  // the counts fixed over the bracket (fixed_u_, fixed_p_) hold for them.
+  MGF_HD bool at_or_right_of_minimiser(double L) const {
+    if (L >= hi_) return true;
+    if (L <= lo_) return false;
+    return slope(L) >= 0.0;
+  }
+
+  // Shrinks [lo, hi] so no event of the family lies strictly inside.
+  MGF_HD void narrow(Family f, int64_t count) {
+    int64_t a = 0, b = count;
+    while (a < b) {
+      const int64_t mid = (a + b) / 2;
+      if (at_or_right_of_minimiser(candidate(f, mid))) b = mid;
+      else a = mid + 1;
+    }
+    if (a < count) {
+      const double c = candidate(f, a);
+      if (lo_ < c && c < hi_) hi_ = c;
+    }
+    if (a > 0) {
+      const double c = candidate(f, a - 1);
+      if (lo_ < c && c < hi_) lo_ = c;
+    }
+  }
+
+  // A level strictly inside (lo, hi), or false when there is none.
+  MGF_HD bool interior(double* mid) const {
+    *mid = lo_ + 0.5 * (hi_ - lo_);
+    return lo_ < *mid && *mid < hi_;
+  }
+
+  // With no event left inside (lo, hi), V is linear there: the minimiser is an end.
+  MGF_HD double finish() const {
+    double mid;
+    if (!interior(&mid)) return hi_;
+    return slope(mid) >= 0.0 ? lo_ : hi_;
+  }
+
+  // Monotonicity of each family over the bracket, which fixes the cut set and
+  // the side of y_t once kCut and kTop are done: kFreeFill is decreasing in p;
+  // the bound fill count is non-increasing in L (the mass to add does not grow,
+  // the room U - y grows) and the drain count non-decreasing (the mass to take
+  // does not shrink, the cut amounts shrink), so their events are ordered in
+  // the count; kFreePartial and kSwitch are single roots of functions linear
+  // on the bracket once the water-filling count is fixed.
+  MGF_HD double search() {
+    narrow(kCut, n_);
+    narrow(kTop, 1);
+    double mid;
+    if (!interior(&mid)) return finish();
+    u_ = upper_count(mid - m_);
+    below_ = mid < yt_;
+    fixed_u_ = true;
+    narrow(kFreeFill, n_);
+    if (!interior(&mid)) return finish();
+    p_ = free_count(mid);
+    fixed_p_ = true;
+    narrow(kFreePartial, 1);
+    narrow(kBoundFill, u_);
+    narrow(kBoundDrain, n_);
+    if (!interior(&mid)) return finish();
+    // T_free - T_max = g0 + g1 L on the bracket; it changes sign at most once.
+    const double U = mid - m_;
+    const double r = 1.0 - mid - double(p_) * U;
+    double g0 = ws_.Y[n_] - ws_.Y[p_ + 1], g1 = 0.0;
+    if (p_ > u_) {
+      g0 += (ws_.Y[p_] - ws_.Y[u_]) + double(p_ - u_) * m_;
+      g1 -= double(p_ - u_);
+    }
+    if (ws_.ys[p_] > r) {
+      g0 += ws_.ys[p_] - 1.0 - double(p_) * m_;
+      g1 += double(p_ + 1);
+    }
+    if (below_) {
+      g0 -= beta_ - yt_;
+      g1 -= 1.0;
+    } else {
+      g0 -= beta_;
+    }
+    if (g1 != 0.0) {
+      switch_level_ = -g0 / g1;
+      narrow(kSwitch, 1);
+    }
+    return finish();
+  }
+
+  MgwWorkspace ws_;
+  int64_t n_;
+  double yt_, ct_, rho_;
+  // Per solve.
+  double m_ = 0.0, beta_ = 0.0, lo_ = 0.0, hi_ = 0.0;
+  // Fixed over the bracket once the search has narrowed it enough.
+  int64_t u_ = 0, p_ = 0;
+  bool below_ = false, fixed_u_ = false, fixed_p_ = false;
+  double switch_level_ = 0.0;
+};
+
+}  // namespace mgf

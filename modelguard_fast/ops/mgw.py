@@ -1,0 +1,204 @@
+"""ModelGuard-W: the per-prediction linear program of the paper's Eq. (9), solved exactly.
+
+For a prediction y with top-1 class t (first index on ties), the answer is the x
+that solves
+
+    minimize    sum_k x_k * log(y_k + log_shift)
+    subject to  sum_k x_k = 1,  x >= 0,  ||x - y||_1 <= eps,
+                x_t - x_j >= margin   for every j != t,
+
+in the form the paper's public code states it. The solver is combinatorial and
+exact (see csrc/include/modelguard_fast/mgw_solver.h for the method): each row
+is sorted once, O(C log C), and solved in float64 whatever the input dtype;
+results are cast back to it. Ties between equal costs are broken by class
+index, so the answer is the same on every run, and the CPU and CUDA kernels
+compute the same bits.
+
+Rows that do not sum to 1 exactly get the budget eps + |1 - sum(y)|, the least
+that lets x be a distribution at all (within rounding of eps for float64 rows).
+
+Infeasible rows (a tie at the top that the budget cannot open to `margin`, or
+eps = 0 with the margin not already there) are returned unchanged and flagged
+in `feasible`; nothing is ever NaN.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .. import _C
+from .. import _arrays
+from .._backend import require_cuda
+from .._validation import DEFAULT_SUM_TOL, check_probability_rows, raise_row_error, real_number
+
+
+def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
+    """The L1 budgets as a float64 array, and whether `eps` was a single number.
+
+    A budget is any finite real >= 0 (budgets of 2 and above never bind).
+    """
+    if isinstance(eps, bool):
+        raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got {eps!r}")
+    if isinstance(eps, numbers.Real):
+        value = real_number(eps, name)
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+        return np.array([value]), True
+    try:
+        values = np.asarray(_arrays.to_numpy(eps) if hasattr(eps, "__dlpack__") else eps)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got "
+                        f"{type(eps).__name__}") from err
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    if values.ndim == 0:
+        return budgets(values.item(), name)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{name} must be a number or a non-empty 1-D sequence, got shape {values.shape}")
+    values = values.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        raise ValueError(f"{name} must be finite and >= 0, got {values[bad[0]]} at index {bad[0]}")
+    return np.ascontiguousarray(values), False
+
+
+def check_margin(margin: Any, name: str = "margin") -> float:
+    margin = real_number(margin, name)
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {margin}")
+    return margin
+
+
+def check_log_shift(log_shift: Any, name: str = "log_shift") -> float:
+    log_shift = real_number(log_shift, name)
+    if not log_shift > 0.0:
+        raise ValueError(f"{name} must be > 0 (it keeps log(y + log_shift) finite), got {log_shift}")
+    return log_shift
+
+
+def check_sum_tol(sum_tol: Any, name: str = "sum_tol") -> float:
+    sum_tol = real_number(sum_tol, name)
+    if sum_tol < 0:
+        raise ValueError(f"{name} must be >= 0, got {sum_tol}")
+    return sum_tol
+
+
+def renormalize_rows(batch: _arrays.Batch, name: str) -> None:
+    """Rescales each row of `batch` to sum to 1 (in place of batch.data, never of the caller's
+    array), after checking that it is finite and non-negative."""
+    data = batch.data
+    host = data.cpu().numpy() if batch.on_cuda else data
+    check_probability_rows(host, name, float("inf"))
+    sums = host.sum(axis=1, dtype=np.float64)
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        raise ValueError(f"{name} row {zero[0]} sums to 0 and cannot be renormalized")
+    if batch.on_cuda:
+        batch.data = (data.double() / data.double().sum(dim=1, keepdim=True)).to(data.dtype).contiguous()
+    else:
+        batch.data = np.ascontiguousarray((host / sums[:, None]).astype(host.dtype))
+
+
+def solve_cpu(x: np.ndarray, eps: np.ndarray, margin: float, log_shift: float,
+              sum_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Validated C-contiguous float32/float64 batch (B, C) -> x (B, E, C), feasible (B, E)."""
+    check_probability_rows(x, "probs", sum_tol)
+    B, C = x.shape
+    out = np.empty((B, eps.size, C), dtype=x.dtype)
+    feasible = np.empty((B, eps.size), dtype=np.bool_)
+    solve = _C.mgw_solve_f32 if x.dtype == np.float32 else _C.mgw_solve_f64
+    solve(x, eps, margin, log_shift, out, feasible)
+    return out, feasible
+
+
+def solve_cuda(x, eps: np.ndarray, margin: float, log_shift: float, sum_tol: float) -> tuple[Any, Any]:
+    """Contiguous CUDA tensor (B, C) -> x (B, E, C), feasible (B, E), on its device and current stream."""
+    import torch
+
+    require_cuda("probs")
+    B, C = x.shape
+    E = eps.size
+    device = x.device
+    threads, f64, i32 = _C.mgw_cuda_workspace(B, C)
+    out = torch.empty((B, E, C), dtype=x.dtype, device=device)
+    feasible = torch.empty((B, E), dtype=torch.bool, device=device)
+    status = torch.empty(B, dtype=torch.int32, device=device)
+    workspace_f64 = torch.empty(f64, dtype=torch.float64, device=device)
+    workspace_i32 = torch.empty(i32, dtype=torch.int32, device=device)
+    with torch.cuda.device(device):
+        stream = torch.cuda.current_stream(device)
+        eps_device = torch.from_numpy(eps).to(device)
+        _C.mgw_solve_cuda(x.data_ptr(), B, C, 0 if x.dtype == torch.float32 else 1, sum_tol,
+                          eps_device.data_ptr(), E, margin, log_shift, workspace_f64.data_ptr(),
+                          workspace_i32.data_ptr(), threads, out.data_ptr(), feasible.data_ptr(),
+                          status.data_ptr(), stream.cuda_stream)
+    bad = torch.nonzero(status).flatten()
+    if bad.numel():
+        row = int(bad[0])
+        # The host check of that one row names the column and value.
+        check_probability_rows(x[row:row + 1].cpu().numpy(), "probs", sum_tol)
+        raise_row_error("probs", row, int(status[row]), -1, float("nan"), sum_tol)
+    return out, feasible
+
+
+def restore_flags(feasible: Any, batch: _arrays.Batch) -> Any:
+    """Feasibility flags as the caller's array type, on its device, without the batch axis for 1-D input."""
+    if batch.was_1d:
+        feasible = feasible[0]
+    if batch.on_cuda:
+        if batch.kind == "cupy":
+            import cupy
+
+            return cupy.from_dlpack(feasible)
+        return feasible
+    if batch.kind == "torch":
+        return _arrays._torch().from_numpy(np.ascontiguousarray(feasible))
+    return feasible
+
+
+def solve_mgw(probs: Any, eps: Any = 1.0, margin: float = 1e-4, log_shift: float = 1e-6,
+              sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False) -> tuple[Any, Any]:
+    """Solves the ModelGuard-W LP for every prediction and every budget.
+
+    Args:
+        probs: predictions (B, C) or (C,): a numpy array, torch tensor (any
+            device) or cupy array of float32 or float64 rows that sum to 1.
+        eps: the L1 budget, a real >= 0, or a 1-D sequence of budgets solved
+            in one call (each row is sorted once for all of them).
+        margin: the top-1 class must beat every other class by this, in [0, 1).
+        log_shift: added to y inside the log, > 0.
+        sum_tol: rows must sum to 1 within this absolute tolerance.
+        renormalize: rescale rows to sum 1 instead of refusing them.
+
+    Returns:
+        (x, feasible). With a single eps, x has the shape of probs and
+        feasible shape (B,) (a scalar for a 1-D probs); with E budgets, x is
+        (B, E, C) and feasible (B, E) ((E, C) and (E,) for a 1-D probs). x has
+        the type, device and dtype of probs; feasible is boolean. Where
+        feasible is False the LP has no solution and x holds the input row
+        unchanged.
+
+    Raises:
+        TypeError / ValueError naming the argument for unsupported arrays or
+        dtypes, bad shapes, non-finite or negative entries, rows that do not
+        sum to 1, or bad parameters. Nothing is returned half-done.
+    """
+    values, single = budgets(eps)
+    margin = check_margin(margin)
+    log_shift = check_log_shift(log_shift)
+    sum_tol = check_sum_tol(sum_tol)
+    if not isinstance(renormalize, bool):
+        raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
+    batch = _arrays.prepare(probs, "probs", None)
+    if renormalize:
+        renormalize_rows(batch, "probs")
+    if batch.on_cuda:
+        x, feasible = solve_cuda(batch.data, values, margin, log_shift, sum_tol)
+    else:
+        x, feasible = solve_cpu(batch.data, values, margin, log_shift, sum_tol)
+    if single:
+        x, feasible = x[:, 0], feasible[:, 0]
+    return _arrays.restore(x, batch), restore_flags(feasible, batch)
