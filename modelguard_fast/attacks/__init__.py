@@ -1,0 +1,27 @@
+"""Model-extraction attacks (ModelGuard paper, Sections 2, 3.4, 4.1, Appendix B.1): the attacker's side.
+
+A query strategy (KnockoffNets random,
+JBDA-TR; optionally m-QPI) against an Oracle, a recovery strategy (Naive,
+Top-1, S4L, Smoothing, D-DAE, D-DAE+, partial Bayes), one substitute-training
+routine, and the metrics (extraction accuracy, fidelity, recovery distance).
+The building blocks are public for experiments that need them one by one.
+"""
+
+from .config import BAYES_MEANS, QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
+from .ddae import Restorer, restore, restorer_hidden_sizes, shadow_pairs, train_restorer, train_shadow_models
+from .metrics import extraction_accuracy, fidelity, recovery_distance, recovery_distances
+from .oracle import BudgetExceededError, Oracle, Referee
+from .pbayes import LookupTable, OfflineDefense, draw_table, recover
+from .querying import (Answers, JbdaSettings, QueryPlan, jbda_tr, knockoff_indices, pool_order, random_crop_flip,
+                       targeted_ifgsm)
+from .substitute import TrainSettings, predict, rotated, train_substitute
+
+__all__ = [
+    "BAYES_MEANS", "QUERY_STRATEGIES", "RECOVERY_STRATEGIES",
+    "Answers", "AttackConfig", "BudgetExceededError", "JbdaSettings", "LookupTable",
+    "OfflineDefense", "Oracle", "QueryPlan", "Referee", "Restorer", "TrainSettings",
+    "draw_table", "extraction_accuracy", "fidelity", "jbda_tr", "knockoff_indices", "pool_order", "predict",
+    "random_crop_flip", "recover", "recovery_distance", "recovery_distances", "restore", "restorer_hidden_sizes",
+    "rotated", "shadow_pairs", "targeted_ifgsm", "train_restorer", "train_shadow_models",
+    "train_substitute",
+]
