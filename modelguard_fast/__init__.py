@@ -2,7 +2,7 @@
 
 from . import attacks, ops
 from ._backend import cuda_available, cuda_built
-from .attacks import AttackConfig
+from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
 from .defenses.mad import MAD, random_surrogate
@@ -24,6 +24,7 @@ __all__ = [
     "MAD",
     "AdaptiveMisinformation",
     "AttackConfig",
+    "AttackResult",
     "Defense",
     "FrozenModelGuardS",
     "GuardedModel",
@@ -43,5 +44,6 @@ __all__ = [
     "evaluate_utility",
     "ops",
     "random_surrogate",
+    "run_attack",
     "utility_metrics",
 ]
