@@ -9,11 +9,13 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "modelguard_fast/bayes_cpu.h"
 #include "modelguard_fast/cuda_api.h"
 #include "modelguard_fast/mgs_cpu.h"
 #include "modelguard_fast/mgw_cpu.h"
+#include "modelguard_fast/mgw_solver.h"
 #include "modelguard_fast/parallel.h"
 
 namespace py = pybind11;
@@ -163,6 +165,7 @@ void search_packed(const py::array& x, const py::array& top, const py::array& co
   mgf::search_packed(xp, B, C, tp, cp, op, static_cast<T>(eps), mode, ip, dp);
 }
 
+// ----------------------------------------------------------------- partial Bayes matcher
 
 template <typename T>
 void bind_bayes_index(py::module_& m, const char* name) {
@@ -242,6 +245,19 @@ void mgw_solve(const py::array& x, const py::array& eps, double margin, double l
   mgf::mgw_solve(xp, B, C, ep, E, margin, log_shift, op, fp);
 }
 
+// The per-row sort of the CUDA kernel (the CPU sorts large rows another way),
+// exposed so the CPU tests can check it: y's indices ascending by (y, index).
+py::array_t<int32_t> mgw_heap_sort_order(const py::array& y) {
+  const int64_t n = y.size();
+  const double* yp = in_ptr<double>(y, n, "y");
+  std::vector<double> keys(yp, yp + n);
+  py::array_t<int32_t> order(n);
+  int32_t* op = order.mutable_data();
+  for (int64_t i = 0; i < n; ++i) op[i] = static_cast<int32_t>(i);
+  mgf::mgw_heap_sort(mgf::StridedSpan<double>{keys.data(), 1}, mgf::StridedSpan<int32_t>{op, 1}, n);
+  return order;
+}
+
 void bind_mgw(py::module_& m) {
   m.def("mgw_solve_f32", &mgw_solve<float>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
         py::arg("out"), py::arg("feasible"));
@@ -255,6 +271,7 @@ void bind_mgw(py::module_& m) {
       },
       py::arg("B"), py::arg("C"));
   m.def("mgw_solve_cuda", &mgf::mgw_solve_cuda, py::call_guard<py::gil_scoped_release>());
+  m.def("mgw_heap_sort_order", &mgw_heap_sort_order, py::arg("y"));
 }
 
 }  // namespace

@@ -86,3 +86,21 @@ def check_probability_rows(x: np.ndarray, name: str, sum_tol: float) -> np.ndarr
     if row >= 0:
         raise_row_error(name, row, code, col, value, sum_tol)
     return top
+
+
+def raise_for_device_row(x, row: int, code: int, name: str, sum_tol: float) -> None:
+    """Raises the ValueError for row `row` of a CUDA batch `x` that a GPU check flagged with `code`.
+
+    The GPU kernels report only a status per row; the host check of that one
+    row names the column and the value.
+    """
+    from . import _C
+
+    host = np.ascontiguousarray(x[row : row + 1].cpu().numpy())
+    check = _C.check_rows_f32 if host.dtype == np.float32 else _C.check_rows_f64
+    _, host_code, col, value = check(host, sum_tol, np.empty(1, dtype=np.int64))
+    if host_code == ROW_OK:
+        col, value = -1, float("nan")
+    else:
+        code = host_code
+    raise_row_error(name, row, code, col, value, sum_tol)

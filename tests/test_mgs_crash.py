@@ -28,6 +28,8 @@ def run_and_kill(journal, seed, delay):
     out, _ = proc.communicate()
     # Only complete lines were answers handed to a client.
     lines = out.decode().split("\n")[:-1]
+    bad = [line for line in lines if len(line.split()) != 3]
+    assert not bad, bad[:3]
     return [tuple(line.split()) for line in lines]
 
 

@@ -107,3 +107,12 @@ def test_cuda_input_without_cuda_gives_a_clear_error():
 
     with pytest.raises(RuntimeError, match="probs is a CUDA array, but"):
         require_cuda("probs")
+
+
+def test_device_row_errors_name_the_original_row():
+    from modelguard_fast._validation import ROW_NON_FINITE, raise_for_device_row
+
+    x = torch.from_numpy(good_rows())
+    x[5, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"got nan at row 5, column 2"):
+        raise_for_device_row(x, 5, ROW_NON_FINITE, "probs", 1e-3)

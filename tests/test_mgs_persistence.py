@@ -45,7 +45,7 @@ def test_state_dict_round_trip_and_mismatched_settings():
     with pytest.raises(ValueError, match=r"state\['counts'\] must be non-negative and sum to"):
         fresh_guard().load_state_dict(bad)
     swapped = dict(state, centroids=state["centroids"][::-1].copy())
-    with pytest.raises(ValueError, match="other than its top-1 class"):
+    with pytest.raises(ValueError, match="holds a centroid under a class other than its top-1 class"):
         fresh_guard().load_state_dict(swapped)
 
 

@@ -9,17 +9,15 @@
 namespace mgf {
 namespace {
 
-// Sort keys laid out so that strided views over them serve as the solver's
-// ys / perm workspace without a copy.
 struct Key {
   double y;
   int32_t index;
 };
-static_assert(sizeof(Key) == 2 * sizeof(double), "Key must be two doubles wide");
 
 struct Scratch {
   std::vector<Key> keys, tmp;
-  std::vector<double> cs, Y, Cc;
+  std::vector<double> ys, cs, Y, Cc;
+  std::vector<int32_t> perm;
 };
 
 // Below this many classes the heapsort the GPU runs is as fast as the radix sort.
@@ -31,27 +29,31 @@ inline uint32_t high_bits(double v) {
   return static_cast<uint32_t>(b >> 32);
 }
 
+// Runs longer than this are sorted with std::sort, shorter ones by insertion.
+constexpr int64_t kInsertionRun = 16;
+
 // Sorts keys that arrive in class order ascending by (y, class): a stable LSD
-// radix sort on the high 32 bits of y's bit pattern (monotone in y >= 0, so
-// equal values keep their class order), then runs sharing those bits, which
-// are rare and short, are ordered by the full value. Same order as
-// mgw_heap_sort, a few times faster than a comparison sort from ~100 keys.
-void radix_sort(Key* keys, Key* tmp, int64_t n) {
-  uint32_t count[4][256];
+// radix sort (three 8-bit passes) on the top 24 bits of y's bit pattern, which
+// order like the values for y >= 0 (equal values keep their class order), then
+// runs sharing those bits (values within a relative 2^-12 of each other,
+// usually short) are ordered by the full key. Same order as mgw_heap_sort, a
+// few times faster than a comparison sort from ~100 keys. Returns whichever of
+// keys and tmp holds the result.
+Key* radix_sort(Key* keys, Key* tmp, int64_t n) {
+  uint32_t count[3][256];
   std::memset(count, 0, sizeof count);
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t h = high_bits(keys[i].y);
-    ++count[0][h & 255];
-    ++count[1][(h >> 8) & 255];
-    ++count[2][(h >> 16) & 255];
-    ++count[3][h >> 24];
+    ++count[0][(h >> 8) & 255];
+    ++count[1][(h >> 16) & 255];
+    ++count[2][h >> 24];
   }
   Key* src = keys;
   Key* dst = tmp;
   const uint32_t first = high_bits(keys[0].y);
-  for (int b = 0; b < 4; ++b) {
+  for (int b = 0; b < 3; ++b) {
     uint32_t* c = count[b];
-    const int shift = 8 * b;
+    const int shift = 8 * (b + 1);
     if (c[(first >> shift) & 255] == static_cast<uint32_t>(n)) continue;  // one digit value: nothing moves
     uint32_t sum = 0;
     for (int d = 0; d < 256; ++d) {
@@ -62,15 +64,24 @@ void radix_sort(Key* keys, Key* tmp, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[c[(high_bits(src[i].y) >> shift) & 255]++] = src[i];
     std::swap(src, dst);
   }
-  if (src != keys) std::copy(src, src + n, keys);
   const auto less = [](const Key& a, const Key& b) { return mgw_key_less(a.y, a.index, b.y, b.index); };
   for (int64_t i = 0; i < n;) {
-    const uint32_t h = high_bits(keys[i].y);
+    const uint32_t h = high_bits(src[i].y) >> 8;
     int64_t j = i + 1;
-    while (j < n && high_bits(keys[j].y) == h) ++j;
-    if (j - i > 1) std::sort(keys + i, keys + j, less);
+    while (j < n && (high_bits(src[j].y) >> 8) == h) ++j;
+    if (j - i > kInsertionRun) {
+      std::sort(src + i, src + j, less);
+    } else {
+      for (int64_t a = i + 1; a < j; ++a) {
+        const Key v = src[a];
+        int64_t b = a;
+        for (; b > i && less(v, src[b - 1]); --b) src[b] = src[b - 1];
+        src[b] = v;
+      }
+    }
     i = j;
   }
+  return src;
 }
 
 template <typename T>
@@ -81,25 +92,32 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
   for (int64_t k = 1; k < C; ++k) {
     if (y[k] > y[top]) top = k;
   }
-  s.keys.resize(static_cast<size_t>(C));
-  s.tmp.resize(static_cast<size_t>(C));
+  s.ys.resize(static_cast<size_t>(C));
+  s.perm.resize(static_cast<size_t>(C));
   s.cs.resize(static_cast<size_t>(C));
   s.Y.resize(static_cast<size_t>(C));
-  s.Cc.resize(static_cast<size_t>(C));
+  s.Cc.resize(static_cast<size_t>(C + 1));
   const MgwWorkspace ws{
-      StridedSpan<double>{&s.keys.data()->y, int64_t(sizeof(Key) / sizeof(double))},
-      StridedSpan<int32_t>{&s.keys.data()->index, int64_t(sizeof(Key) / sizeof(int32_t))},
-      StridedSpan<double>{s.cs.data(), 1},
-      StridedSpan<double>{s.Y.data(), 1},
+      StridedSpan<double>{s.ys.data(), 1},   StridedSpan<int32_t>{s.perm.data(), 1},
+      StridedSpan<double>{s.cs.data(), 1},   StridedSpan<double>{s.Y.data(), 1},
       StridedSpan<double>{s.Cc.data(), 1},
   };
-  mgw_gather(y, C, top, ws);
   if (n >= kRadixMinKeys) {
-    radix_sort(s.keys.data(), s.tmp.data(), n);
+    s.keys.resize(static_cast<size_t>(n));
+    s.tmp.resize(static_cast<size_t>(n));
+    for (int64_t k = 0, q = 0; k < C; ++k) {
+      if (k != top) s.keys[q++] = Key{double(y[k]) + 0.0, static_cast<int32_t>(k)};
+    }
+    const Key* sorted = radix_sort(s.keys.data(), s.tmp.data(), n);
+    for (int64_t q = 0; q < n; ++q) {
+      s.ys[q] = sorted[q].y;
+      s.perm[q] = sorted[q].index;
+    }
   } else {
+    mgw_gather(y, C, top, ws);
     mgw_heap_sort(ws.ys, ws.perm, n);
   }
-  mgw_prefix(ws, n, log_shift);
+  mgw_prefix(ws, n);
   MgwRow row(ws, n, double(y[top]), log_shift, mgw_row_sum(y, C));
   for (int64_t e = 0; e < E; ++e) {
     T* x = out + e * C;

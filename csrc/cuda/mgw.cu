@@ -41,7 +41,7 @@ __global__ void mgw_kernel(const T* __restrict__ x, int64_t B, int64_t C, double
     if (code != kRowOk) continue;
     mgw_gather(y, C, top, ws);
     mgw_heap_sort(ws.ys, ws.perm, n);
-    mgw_prefix(ws, n, log_shift);
+    mgw_prefix(ws, n);
     MgwRow solver(ws, n, double(y[top]), log_shift, mgw_row_sum(y, C));
     for (int64_t e = 0; e < E; ++e) {
       T* xe = out + (row * E + e) * C;

@@ -295,12 +295,16 @@ class ModelGuardS(Defense):
                              f"{getattr(counts, 'shape', type(counts).__name__)}")
         if (counts < 0).any() or int(counts.sum()) != centroids.shape[0]:
             raise ValueError(f"state['counts'] must be non-negative and sum to {centroids.shape[0]}, got {counts}")
-        rows = np.ascontiguousarray(centroids)
-        top = _check_rows(rows, "state['centroids']", self.sum_tol) if rows.shape[0] else np.empty(0, np.int64)
         classes = np.repeat(np.arange(C, dtype=np.int64), counts.astype(np.int64))
+        return classes, self._checked_centroids(centroids, classes, "state['centroids']")
+
+    def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
+        """`rows` as valid probability rows, each stored under its own top-1 class."""
+        rows = np.ascontiguousarray(rows)
+        top = _check_rows(rows, source, self.sum_tol) if len(rows) else np.empty(0, np.int64)
         if not np.array_equal(top, classes):
-            raise ValueError("state['centroids'] has a centroid stored under a class other than its top-1 class")
-        return classes, rows
+            raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
+        return rows
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the settings and codebooks atomically to an .npz snapshot (no pickle)."""
@@ -343,12 +347,7 @@ class ModelGuardS(Defense):
             return
         classes = np.array([k for k, _ in records], dtype=np.int64)
         rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
-        if (classes >= self.num_classes).any():
-            raise ValueError("journal holds a class index out of range")
-        top = _check_rows(np.ascontiguousarray(rows), "journal centroids", self.sum_tol)
-        if not np.array_equal(top, classes):
-            raise ValueError("journal holds a centroid under a class other than its top-1 class")
-        self._store.append_rows(classes, np.ascontiguousarray(rows))
+        self._store.append_rows(classes, self._checked_centroids(rows, classes, "the journal"))
         self._changed()
 
     def close(self) -> None:

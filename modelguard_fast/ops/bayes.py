@@ -140,7 +140,12 @@ class BayesTable:
         return f"BayesTable(num_rows={self.num_rows}, num_classes={self.num_classes}, dtype={self.dtype.name!r})"
 
     def num_groups(self, top1_filter: bool = True) -> int:
-        """Distinct (clean top-1 class, perturbed value) pairs, or distinct perturbed values without the filter."""
+        """Distinct (clean top-1 class, perturbed value) pairs, or distinct perturbed values without the filter.
+
+        Builds and keeps the grouped table: G x C values plus G x C float64
+        clean sums, so on a continuous table (G = N) it costs more memory
+        than the table itself.
+        """
         return int(self._index.group_count(_flag(top1_filter, "top1_filter"), self.num_rows))
 
     def recover(self, received: Any, delta: float = DEFAULT_DELTA, top1_filter: bool = True,
@@ -190,27 +195,33 @@ class BayesTable:
         return out
 
     def _device_table(self, device, by_class: bool, grouped: bool) -> tuple:
-        """(perturbed rows, clean rows or group sums, group counts or None, class offsets) on `device`."""
+        """(perturbed rows, clean rows or group sums, group counts or None, class offsets, largest class).
+
+        Rows are sorted by clean top-1 class; without the class filter the same
+        rows form one part.
+        """
         import torch
 
-        key = (str(device), by_class, grouped)
+        key = (str(device), grouped and by_class, grouped)
         with self._lock:
-            if key in self._on_device:
-                return self._on_device[key]
-            parts = self.num_classes if by_class else 1
-            if grouped:
-                values, sums, counts, part = self._index.grouped_arrays(by_class)
-                arrays = (values, sums, counts)
-            else:
-                part = self._top if by_class else np.zeros(self.num_rows, dtype=np.int64)
-                order = np.argsort(part, kind="stable")
-                arrays = (self._pert[order], self._clean[order], None)
-            offsets = np.zeros(parts + 1, dtype=np.int64)
-            np.cumsum(np.bincount(part, minlength=parts), out=offsets[1:])
-            moved = tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays)
-            entry = (*moved, torch.from_numpy(offsets).to(device), int(np.diff(offsets).max()))
-            self._on_device[key] = entry
-            return entry
+            if key not in self._on_device:
+                if grouped:
+                    values, sums, counts, part = self._index.grouped_arrays(by_class)
+                    arrays = (values, sums, counts)
+                else:
+                    part = self._top
+                    order = np.argsort(part, kind="stable")
+                    arrays = (self._pert[order], self._clean[order], None)
+                sizes = np.bincount(part, minlength=self.num_classes)
+                moved = tuple(None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                              for a in arrays)
+                self._on_device[key] = (moved, sizes)
+            arrays, sizes = self._on_device[key]
+        if not by_class:
+            sizes = np.array([sizes.sum()])
+        offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return (*arrays, torch.from_numpy(offsets).to(device), int(sizes.max()))
 
     def _recover_cuda(self, x, delta: float, by_class: bool, grouped: bool):
         """Float64 answers for a contiguous CUDA tensor `x` in the caller's dtype."""

@@ -14,7 +14,7 @@ import numpy as np
 from .. import _C
 from .. import _arrays
 from .._backend import require_cuda
-from .._validation import DEFAULT_SUM_TOL, check_probability_rows, choice, eps_value, raise_row_error
+from .._validation import DEFAULT_SUM_TOL, check_probability_rows, choice, eps_value, raise_for_device_row
 
 SEARCH_MODES = {"first": 0, "nearest": 1, "offline": 2}
 
@@ -25,7 +25,7 @@ def packed_to_device(codebook: np.ndarray, offsets: np.ndarray, device) -> tuple
 
     if codebook.shape[0] == 0:  # the kernel needs a valid pointer even when nothing is read
         codebook = np.zeros((1, codebook.shape[1]), dtype=codebook.dtype)
-    return torch.from_numpy(codebook).to(device), torch.from_numpy(offsets).to(device)
+    return torch.tensor(codebook, device=device), torch.tensor(offsets, device=device)
 
 
 def search_cpu(x: np.ndarray, codebook: np.ndarray, offsets: np.ndarray, eps: float, mode: str,
@@ -57,9 +57,7 @@ def search_cuda(x, codebook, offsets, eps: float, mode: str, sum_tol: float) -> 
     bad = torch.nonzero(status).flatten()
     if bad.numel():
         row = int(bad[0])
-        # The host check of that one row names the column and value.
-        check_probability_rows(x[row:row + 1].cpu().numpy(), "probs", sum_tol)
-        raise_row_error("probs", row, int(status[row]), -1, float("nan"), sum_tol)
+        raise_for_device_row(x, row, int(status[row]), "probs", sum_tol)
     return top, index, distance
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from .. import _C
 from .. import _arrays
 from .._backend import require_cuda
-from .._validation import DEFAULT_SUM_TOL, check_probability_rows, raise_row_error, real_number
+from .._validation import DEFAULT_SUM_TOL, check_probability_rows, raise_for_device_row, real_number
 
 
 def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
@@ -138,9 +138,7 @@ def solve_cuda(x, eps: np.ndarray, margin: float, log_shift: float, sum_tol: flo
     bad = torch.nonzero(status).flatten()
     if bad.numel():
         row = int(bad[0])
-        # The host check of that one row names the column and value.
-        check_probability_rows(x[row:row + 1].cpu().numpy(), "probs", sum_tol)
-        raise_row_error("probs", row, int(status[row]), -1, float("nan"), sum_tol)
+        raise_for_device_row(x, row, int(status[row]), "probs", sum_tol)
     return out, feasible
 
 

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #if defined(__CUDACC__)
 #define MGF_HD __host__ __device__
@@ -31,9 +32,17 @@ MGF_HD inline bool is_finite(T v) {
 #endif
 }
 
+// fabs, not a comparison: it vectorises (a sign mask). It differs only in
+// giving +0 for -0, which no sum of non-negative terms can tell apart.
 template <typename T>
 MGF_HD inline T abs_value(T v) {
-  return v < T(0) ? -v : v;
+  return fabs(v);
+}
+
+// True for finite, non-negative v: one comparison pair, false for NaN and +-inf.
+template <typename T>
+MGF_HD inline bool finite_non_negative(T v) {
+  return v >= T(0) && v <= std::numeric_limits<T>::max();
 }
 
 // Checks one probability row and finds its top-1 class (first index on ties,
@@ -50,7 +59,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
   T best_value = y[0];
   for (int64_t k = 0; k < C; ++k) {
     const T v = y[k];
-    clean = clean && is_finite(v) && v >= T(0);
+    clean &= finite_non_negative(v);
     sum[k & 3] += double(v);
     if (v > best_value) {
       best_value = v;
@@ -59,7 +68,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
   }
   if (!clean) {
     for (int64_t k = 0; k < C; ++k) {
-      if (!is_finite(y[k]) || y[k] < T(0)) {
+      if (!finite_non_negative(y[k])) {
         *bad_col = k;
         *bad_value = double(y[k]);
         return is_finite(y[k]) ? kRowNegative : kRowNonFinite;

@@ -30,7 +30,6 @@ void bayes_match_cuda(uintptr_t received, int64_t C, int32_t dtype, uintptr_t or
                       uintptr_t tile_begin, uintptr_t tile_end, int64_t num_tiles, uintptr_t pert, uintptr_t part_rows,
                       int64_t max_part_rows, uintptr_t clean, uintptr_t group_counts, double delta, uintptr_t dmin,
                       uintptr_t sums, uintptr_t counts, uintptr_t stream);
-
 // ModelGuard-W: one thread per row (grid-stride over rows), each thread with a
 // private workspace in global memory that the caller allocates from
 // mgw_cuda_workspace. x: B x C, eps: E float64, out: B x E x C (x's dtype),
@@ -54,7 +53,7 @@ struct MgwCudaWorkspace {
 
 inline MgwCudaWorkspace mgw_cuda_workspace(int64_t B, int64_t C) {
   const int64_t n = C > 1 ? C - 1 : 1;
-  const int64_t f64_per_thread = 4 * n + 2;  // sorted y, costs and two prefix sums
+  const int64_t f64_per_thread = 4 * n + 3;  // sorted y, costs and their sums (see MgwWorkspace)
   const int64_t bytes_per_thread = 8 * f64_per_thread + 4 * n;
   int64_t threads = kMgwWorkspaceBytes / bytes_per_thread;
   if (threads > kMgwMaxThreads) threads = kMgwMaxThreads;

@@ -19,20 +19,24 @@
 // Exchange arguments show this greedy is optimal for fixed L.
 //
 // The optimal value V(L) is convex in L (the value function of an LP whose
-// right-hand side is affine in L) and piecewise linear. Its right slope
-// V'(L+) is a closed-form sum of costs determined by a handful of integers
-// (classes cut, classes filled, classes drained, whether the budget binds,
-// the sign of L - y_t), so the leftmost minimiser is the first L where
-// V'(L+) >= 0. Every point where V'(L+) can change is an event of one of a
-// few families, each monotone in its index (so binary searchable): U crossing
-// a y_j; L crossing y_t; the water-filling count or its partial class
-// crossing y; the budget-bound fill or drain count changing; and the switch
-// between the bound and free regimes. Searching the families in turn narrows
-// a bracket [lo, hi] around the minimiser until no event is left inside; V is
-// then linear on it and the minimiser is lo or hi. Sorting costs O(C log C);
-// the search makes O(log C) slope evaluations of O(log C) each (prefix sums
-// and binary searches), so the whole solve is O(C log C), with no tolerance
-// anywhere but the feasibility slack below.
+// right-hand side is affine in L) and piecewise linear, on the interval of
+// feasible levels (computed in closed form; empty means infeasible). Its
+// right slope V'(L+) is a closed-form sum of costs fixed by a handful of
+// integers (classes cut, classes filled, classes drained, whether the budget
+// binds, the side of y_t), so a minimiser is where V'(L+) turns >= 0. Every
+// point where V'(L+) can change is an event of one of a few families, each
+// monotone in its index (so binary searchable): U crossing a y_j; L crossing
+// y_t; the water-filling count or its partial class crossing y; the
+// budget-bound fill or drain count changing; and the switch between the bound
+// and free regimes. Searching the families in turn narrows a bracket
+// [lo, hi] around the minimiser until no event is left inside; V is then
+// linear on it and the minimiser is lo or hi. An optimum is a vertex of the
+// LP, so it sits at such an event or an end of the feasible interval.
+//
+// Cost: sorting is O(C log C); the search makes O(log C) slope evaluations of
+// O(log C) each (prefix sums and binary searches) and computes each log at
+// most once, lazily, so the whole solve is O(C log C). Exact up to float64
+// rounding: no iteration and no tolerance but the feasibility slack below.
 //
 // Rows that do not sum exactly to 1: the budget is taken as eps + |1 - sum y|,
 // the least that lets x be a distribution at all; for float64 rows that is
@@ -58,7 +62,8 @@ struct StridedSpan {
 };
 
 // Per-row scratch for n = C - 1 classes: sorted values ys[n], their class
-// indices perm[n], costs cs[n], and prefix sums Y[n + 1] of ys and Cc[n + 1] of cs.
+// indices perm[n], prefix sums Y[n + 1] of ys, and the costs cs[n] and their
+// partial sums Cc[n + 2], both filled on demand (see MgwRow::cost_sum).
 struct MgwWorkspace {
   StridedSpan<double> ys;
   StridedSpan<int32_t> perm;
@@ -191,18 +196,13 @@ MGF_HD inline void mgw_gather(const T* y, int64_t C, int64_t t, const MgwWorkspa
   }
 }
 
-// Costs and prefix sums of the sorted classes.
-MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n, double log_shift) {
-  double sy = 0.0, sc = 0.0;
+// Prefix sums of the sorted values.
+MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n) {
+  double sy = 0.0;
   ws.Y[0] = 0.0;
-  ws.Cc[0] = 0.0;
   for (int64_t q = 0; q < n; ++q) {
-    const double c = mgw_log(ws.ys[q] + log_shift);
-    ws.cs[q] = c;
     sy += ws.ys[q];
-    sc += c;
     ws.Y[q + 1] = sy;
-    ws.Cc[q + 1] = sc;
   }
 }
 
@@ -211,7 +211,18 @@ MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n, double log_shif
 class MgwRow {
  public:
   MGF_HD MgwRow(const MgwWorkspace& ws, int64_t n, double yt, double log_shift, double row_sum)
-      : ws_(ws), n_(n), yt_(yt), ct_(mgw_log(yt + log_shift)), rho_(1.0 - row_sum) {}
+      : ws_(ws),
+        n_(n),
+        yt_(yt),
+        ct_(mgw_log(yt + log_shift)),
+        rho_(1.0 - row_sum),
+        log_shift_(log_shift),
+        half_(n / 2),
+        bottom_(0),
+        top_(n) {
+    ws_.Cc[0] = 0.0;
+    ws_.Cc[n + 1] = 0.0;
+  }
 
   // Finds the optimal level L = x_t; false when the LP is infeasible.
   MGF_HD bool solve(double eps, double margin, double* level) {
@@ -225,10 +236,12 @@ class MgwRow {
     }
     double La = 0.0, Lb = 0.0;
     if (!domain(&La, &Lb)) return false;
-    if (La >= Lb || slope(La) >= 0.0) {
+    if (La >= Lb) {
       *level = La;
       return true;
     }
+    // The minimiser is in [lo, hi]; the search moves lo only to levels where
+    // the slope is negative, and finish() settles whether it is lo itself.
     lo_ = La;
     hi_ = Lb;
     *level = search();
@@ -290,15 +303,51 @@ class MgwRow {
   // Event families searched for the minimiser (see candidate()).
   enum Family { kCut, kTop, kFreeFill, kFreePartial, kBoundFill, kBoundDrain, kSwitch };
 
+  // Costs are computed only where the search needs them (mostly the few
+  // cheapest and most expensive classes). Cc[0..half] holds prefix sums from
+  // the bottom, filled up to bottom_, and Cc[i + 1] for i in [half, n] suffix
+  // sums from the top, filled down to top_. A range sum is always formed the
+  // same way from its ends, so its bits do not depend on what was cached.
+  MGF_HD double cost(int64_t q) const {
+    if (q < bottom_ || q >= top_) return ws_.cs[q];
+    return mgw_log(ws_.ys[q] + log_shift_);
+  }
+
+  MGF_HD double prefix_cost(int64_t i) const {  // sum of cs[0, i), i <= half
+    for (; bottom_ < i; ++bottom_) {
+      const double c = bottom_ >= top_ ? ws_.cs[bottom_] : mgw_log(ws_.ys[bottom_] + log_shift_);
+      ws_.cs[bottom_] = c;
+      ws_.Cc[bottom_ + 1] = ws_.Cc[bottom_] + c;
+    }
+    return ws_.Cc[i];
+  }
+
+  MGF_HD double suffix_cost(int64_t i) const {  // sum of cs[i, n), i >= half
+    for (; top_ > i; --top_) {
+      const int64_t q = top_ - 1;
+      const double c = q < bottom_ ? ws_.cs[q] : mgw_log(ws_.ys[q] + log_shift_);
+      ws_.cs[q] = c;
+      ws_.Cc[q + 1] = ws_.Cc[q + 2] + c;
+    }
+    return ws_.Cc[i + 1];
+  }
+
+  MGF_HD double cost_sum(int64_t i, int64_t j) const {  // sum of cs[i, j)
+    if (j <= half_) return prefix_cost(j) - prefix_cost(i);
+    if (i >= half_) return suffix_cost(i) - suffix_cost(j);
+    return (prefix_cost(half_) - prefix_cost(i)) + (suffix_cost(half_) - suffix_cost(j));
+  }
+
   // Number of other classes with y <= U (not cut at level U + margin).
   MGF_HD int64_t upper_count(double U) const {
-    int64_t lo = 0, hi = n_;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (ws_.ys[mid] <= U) lo = mid + 1;
-      else hi = mid;
+    // Branch-free binary search: the last i in [0, n] with i == 0 or ys[i - 1] <= U.
+    int64_t base = 0, len = n_ + 1;
+    while (len > 1) {
+      const int64_t half = len / 2;
+      base = ws_.ys[base + half - 1] <= U ? base + half : base;
+      len -= half;
     }
-    return lo;
+    return base;
   }
 
   // Mass the budget lets the other classes give: beta - max(0, y_t - L).
@@ -333,14 +382,15 @@ class MgwRow {
 
   // Number of cheapest classes (among the u uncut) filled to U by mass I.
   MGF_HD int64_t fill_count(double U, int64_t u, double I, bool strict) const {
-    int64_t lo = 0, hi = u;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi + 1) / 2;
-      const double room = double(mid) * U - ws_.Y[mid];
-      if (strict ? room < I : room <= I) lo = mid;
-      else hi = mid - 1;
+    int64_t base = 0, len = u + 1;
+    while (len > 1) {
+      const int64_t half = len / 2;
+      const int64_t a = base + half;
+      const double room = double(a) * U - ws_.Y[a];
+      base = (strict ? room < I : room <= I) ? a : base;
+      len -= half;
     }
-    return lo;
+    return base;
   }
 
   // Mass taken when the d most expensive classes are drained to 0 and the
@@ -351,14 +401,16 @@ class MgwRow {
     return ws_.Y[n_] - ws_.Y[n_ - d];
   }
 
+  // Number of classes fully drained to give T: the fewest, so classes with no
+  // mass left to give are not counted (they may be receiving).
   MGF_HD int64_t drain_count(double U, int64_t u, double T) const {
-    int64_t lo = 0, hi = n_;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi + 1) / 2;
-      if (drained(mid, U, u) <= T) lo = mid;
-      else hi = mid - 1;
+    int64_t base = 0, len = n_ + 1;
+    while (len > 1) {
+      const int64_t half = len / 2;
+      base = drained(base + half, U, u) < T ? base + half : base;
+      len -= half;
     }
-    return lo;
+    return base;
   }
 
   // Right slope V'(L+) of the optimal value as a function of the level.
@@ -377,14 +429,14 @@ class MgwRow {
       const double tf_slope = -double(p > u ? p - u : 0) + (ws_.ys[p] >= r ? double(p + 1) : 0.0);
       free = tf_slope <= dT;
     }
-    if (free) return ct_ + ws_.Cc[p] - double(p + 1) * ws_.cs[p];
+    if (free) return ct_ + cost_sum(0, p) - double(p + 1) * cost(p);
     const double I = tm + rho_ + yt_ - L;
     const int64_t a = fill_count(U, u, I, true);
     const int64_t d = drain_count(U, u, tm);
-    double s = ct_ + ws_.Cc[a];
-    if (a < u) s += ws_.cs[a] * (dT - 1.0 - double(a));
-    if (d < k) s += ws_.Cc[n_ - d] - ws_.Cc[u];
-    if (d < n_) s -= ws_.cs[n_ - d - 1] * (dT + double(k > d ? k - d : 0));
+    double s = ct_ + cost_sum(0, a);
+    if (a < u) s += cost(a) * (dT - 1.0 - double(a));
+    if (d < k) s += cost_sum(u, n_ - d);
+    if (d < n_) s -= cost(n_ - d - 1) * (dT + double(k > d ? k - d : 0));
     return s;
   }
 
@@ -483,11 +535,22 @@ class MgwRow {
     return slope(L) >= 0.0;
   }
 
-  // Shrinks [lo, hi] so no event of the family lies strictly inside.
+  // Shrinks [lo, hi] so no event of the family lies strictly inside. The
+  // search gallops down from the highest events: optima mostly sit at high
+  // levels (few classes filled or drained), where slopes need the fewest costs.
   MGF_HD void narrow(Family f, int64_t count) {
-    int64_t a = 0, b = count;
+    int64_t a = 0, b = count;  // the first index whose event is at or right of the minimiser is in [a, b]
+    for (int64_t step = 1; b > a;) {
+      const int64_t probe = b - step > a ? b - step : a;
+      if (!at_or_right_of_minimiser(candidate(f, probe))) {
+        a = probe + 1;
+        break;
+      }
+      b = probe;
+      step *= 2;
+    }
     while (a < b) {
-      const int64_t mid = (a + b) / 2;
+      const int64_t mid = a + (b - a) / 2;
       if (at_or_right_of_minimiser(candidate(f, mid))) b = mid;
       else a = mid + 1;
     }
@@ -564,7 +627,9 @@ class MgwRow {
 
   MgwWorkspace ws_;
   int64_t n_;
-  double yt_, ct_, rho_;
+  double yt_, ct_, rho_, log_shift_;
+  int64_t half_;
+  mutable int64_t bottom_, top_;  // cost cache frontiers, kept over solve() calls
   // Per solve.
   double m_ = 0.0, beta_ = 0.0, lo_ = 0.0, hi_ = 0.0;
   // Fixed over the bracket once the search has narrowed it enough.

@@ -1,0 +1,118 @@
+"""Everything a defense experiment starts from: data, the target, its misinformation model, the defenses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import load_bundled
+from ..data.outliers import sample_image_patches
+from ..defenses.adaptive_misinformation import AdaptiveMisinformation
+from ..defenses.base import Defense
+from ..defenses.mad import MAD
+from ..defenses.modelguard_s import ModelGuardS
+from ..defenses.modelguard_w import ModelGuardW
+from ..defenses.none import NoDefense
+from ..defenses.reverse_sigmoid import ReverseSigmoid
+from ..defenses.rounding import Rounding
+from ..defenses.top1 import Top1
+from ..models import build_model
+from ..training import predict_proba
+from ..training.target import train_misinformation_model, train_with_outlier_exposure
+from . import calibration
+from .cache import Cache
+from .presets import PRESETS
+
+log = logging.getLogger(__name__)
+
+DEFENSES = ("none", "revsig", "mad", "am", "top1", "rounding", "mgw", "mgs")
+DEFENSE_NAMES = {"none": "None", "revsig": "RevSig", "mad": "MAD", "am": "AM", "top1": "Top-1",
+                 "rounding": "Rounding", "mgw": "ModelGuard-W", "mgs": "ModelGuard-S"}
+
+
+@dataclass
+class Setup:
+    dataset: str
+    splits: Any
+    target: nn.Module
+    misinformation: nn.Module
+    outliers: torch.Tensor
+    clean_test: np.ndarray  # the target's softmax on its test set
+    spec: dict[str, Any]  # what determines the above (for cache keys)
+    params: dict[str, float] = field(default_factory=dict)  # calibrated baseline parameters
+
+    @property
+    def num_classes(self) -> int:
+        return self.splits.num_classes
+
+
+def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, target_epochs: int = 30,
+            outlier_count: int = 2000, oe_weight: float = 1.0) -> Setup:
+    """Loads the data and trains (or loads from the cache) the target and the misinformation model."""
+    if dataset not in ("digits", "mnist5k"):
+        raise ValueError(f"dataset {dataset!r}: the pipeline runs on the bundled datasets (digits, mnist5k); "
+                         "loaders for the paper's datasets are in modelguard_fast.data.local")
+    preset = PRESETS[dataset]
+    splits = load_bundled(dataset, seed=seed)
+    outliers = sample_image_patches(outlier_count, splits.image_shape[-1], seed=seed)
+    spec = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outliers": outlier_count,
+            "oe_weight": oe_weight, "architecture": preset.architecture}
+    models = {}
+    for kind in ("target", "misinformation"):
+        torch.manual_seed(seed + (kind == "misinformation"))
+        model = build_model(preset.architecture, preset.num_classes, preset.in_channels).to(device)
+        if not cache.load_weights(kind, spec, model):
+            log.info("training the %s model", kind)
+            if kind == "target":
+                train_with_outlier_exposure(model, splits.train_x, splits.train_y, outliers, epochs=target_epochs,
+                                            oe_weight=oe_weight, seed=seed)
+            else:
+                train_misinformation_model(model, splits.train_x, splits.train_y, epochs=target_epochs, seed=seed)
+            cache.save_weights(kind, spec, model)
+        models[kind] = model.to(device).eval().requires_grad_(False)
+    clean_test = predict_proba(models["target"], splits.test_x).cpu().numpy().astype(np.float64)
+    setup = Setup(dataset, splits, models["target"], models["misinformation"], outliers, clean_test, spec)
+    setup.params = _calibrate(setup, preset, cache)
+    return setup
+
+
+def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
+    cached = cache.get_json("calibration", setup.spec)
+    if cached is not None:
+        return cached
+    mis_test = predict_proba(setup.misinformation, setup.splits.test_x).cpu().numpy().astype(np.float64)
+    params = {
+        "revsig_beta": preset.revsig_beta if preset.revsig_beta is not None
+        else calibration.reverse_sigmoid_beta(setup.clean_test),
+        "am_tau": preset.am_tau if preset.am_tau is not None
+        else calibration.adaptive_misinformation_tau(setup.clean_test, mis_test, setup.splits.test_y.numpy()),
+    }
+    cache.put_json("calibration", setup.spec, params)
+    return params
+
+
+def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, order: str = "first") -> Defense:
+    """A fresh defense of kind `name` (one of DEFENSES) with this setup's parameters."""
+    C = setup.num_classes
+    if name == "none":
+        return NoDefense()
+    if name == "revsig":
+        return ReverseSigmoid(setup.params["revsig_beta"])
+    if name == "mad":
+        return MAD.from_target(setup.target, seed=seed, eps=eps)
+    if name == "am":
+        return AdaptiveMisinformation(setup.params["am_tau"], misinformation_model=setup.misinformation)
+    if name == "top1":
+        return Top1()
+    if name == "rounding":
+        return Rounding(decimals=1)
+    if name == "mgw":
+        return ModelGuardW(eps=eps)
+    if name == "mgs":
+        return ModelGuardS(C, eps=eps, order=order)
+    raise ValueError(f"defense must be one of {', '.join(DEFENSES)}; got {name!r}")
