@@ -1,7 +1,8 @@
 """modelguard_fast: fast, durable defenses against model extraction, and the attacks that test them."""
 
-from . import ops
+from . import attacks, ops
 from ._backend import cuda_available, cuda_built
+from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
 from .defenses.mad import MAD, random_surrogate
@@ -22,6 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "MAD",
     "AdaptiveMisinformation",
+    "AttackConfig",
+    "AttackResult",
     "Defense",
     "FrozenModelGuardS",
     "GuardedModel",
@@ -35,10 +38,12 @@ __all__ = [
     "Top1",
     "UtilityMetrics",
     "art_postprocessor",
+    "attacks",
     "cuda_available",
     "cuda_built",
     "evaluate_utility",
     "ops",
     "random_surrogate",
+    "run_attack",
     "utility_metrics",
 ]

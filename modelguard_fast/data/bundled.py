@@ -24,6 +24,9 @@ class Splits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     pool_x: torch.Tensor  # the attacker's natural data, disjoint from the two above
+    # The pool's own labels: attacks never see them, except D-DAE, whose shadow
+    # models the paper trains on labelled class subsets of the pool.
+    pool_y: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -54,4 +57,4 @@ def load_bundled(name: str = "digits", train: float = 0.4, test: float = 0.2, se
     parts = np.split(order, [n_train, n_train + n_test])
     x = torch.from_numpy(images[:, None])
     y = torch.from_numpy(labels)
-    return Splits(name, 10, x[parts[0]], y[parts[0]], x[parts[1]], y[parts[1]], x[parts[2]])
+    return Splits(name, 10, x[parts[0]], y[parts[0]], x[parts[1]], y[parts[1]], x[parts[2]], y[parts[2]])

@@ -1,0 +1,122 @@
+"""The two views of a target: the attacker's (defended answers, counted) and the referee's (clean)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import positive_int
+from ..defenses.base import Defense
+from ..defenses.none import NoDefense
+from ..guarded import GuardedModel
+
+
+class BudgetExceededError(RuntimeError):
+    """A query would take the oracle past its budget; nothing of it was answered."""
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module without either)."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _batched(model_fn, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    parts = [model_fn(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    return torch.cat(parts).to(x.device)
+
+
+class Oracle:
+    """The attacker's only access to the target: the defense's answers, counted against a budget.
+
+    `query(x)` runs the target on x (on the target's device), takes the softmax
+    and answers with the defense's output (for MAD and Adaptive Misinformation,
+    with the defense's view of x), exactly as GuardedModel serves it. Answers
+    come back on x's device. Every answered row costs one query; a call that
+    would go past the budget raises BudgetExceededError before anything is
+    answered, so a stateful defense (ModelGuard-S) never sees it.
+
+    The oracle keeps no clean predictions: what the evaluation needs of the
+    undefended target goes through a Referee, which attack code is not given.
+
+    Args:
+        target: the target model (logits out unless outputs="probs"). It is put in eval mode.
+        defense: any modelguard_fast Defense; stateful ones keep what the queries do to them.
+        budget: the number of predictions the oracle will return, at most.
+        outputs: "logits" (default) or "probs", what the target returns.
+        batch_size: rows per forward pass of the target. The defense answers a batch as it
+            would row by row, but the target's own arithmetic may change in the last bits with
+            the batch size, so keep it fixed where answers must repeat exactly.
+    """
+
+    def __init__(self, target: nn.Module, defense: Defense, budget: int, outputs: str = "logits",
+                 batch_size: int = 256):
+        self._guarded = GuardedModel(target, defense, outputs).eval()
+        self.defense = defense
+        self.budget = positive_int(budget, "budget")
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self._used = 0
+
+    @property
+    def queries_used(self) -> int:
+        return self._used
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self._used
+
+    def __repr__(self) -> str:
+        return f"Oracle(defense={self.defense!r}, budget={self.budget}, queries_used={self._used})"
+
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        """The defended predictions (B, C) for the query batch x (B, ...), in order."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of query inputs, got {type(x).__name__}")
+        if x.ndim < 1 or len(x) == 0:
+            raise ValueError(f"x must hold at least one query (batch first), got shape {tuple(x.shape)}")
+        if len(x) > self.remaining:
+            raise BudgetExceededError(
+                f"a query of {len(x)} inputs exceeds the oracle's budget: {self._used} of {self.budget} queries "
+                f"used, {self.remaining} left")
+        device = module_device(self._guarded.model)
+        parts = []
+        for i in range(0, len(x), self.batch_size):
+            parts.append(self._guarded(x[i:i + self.batch_size].to(device)).to(x.device))
+            self._used += len(parts[-1])
+        return torch.cat(parts)
+
+
+class Referee:
+    """The evaluation's view of the undefended target: clean predictions and test-set metrics.
+
+    Attack code never holds a Referee; the harness (run_attack) uses it for
+    extraction accuracy, fidelity and recovery distance, and, for the partial
+    Bayes table of the paper (Appendix B.1, Remark 5), hands the clean
+    predictions of the queried images to the table builder explicitly.
+    Nothing it does is counted as a query or reaches the defense.
+
+    Args:
+        target: the target model; test_x (N, ...), test_y (N,) int64: the target's test set.
+        outputs: "logits" or "probs", what the target returns.
+        batch_size: rows per forward pass.
+    """
+
+    def __init__(self, target: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, outputs: str = "logits",
+                 batch_size: int = 256):
+        self._target = GuardedModel(target, NoDefense(), outputs).eval()
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self.test_x = test_x
+        self.test_y = test_y.cpu()
+        test_probs = self.clean(test_x)
+        self.num_classes = int(test_probs.shape[1])
+        self.target_test_top1 = test_probs.argmax(dim=1).cpu()
+
+    def clean(self, x: torch.Tensor) -> torch.Tensor:
+        """The target's undefended softmax of x, on x's device."""
+        return _batched(self._target.probabilities, x, self.batch_size, module_device(self._target.model))
+
+    def target_accuracy(self) -> float:
+        return float((self.target_test_top1 == self.test_y).double().mean())
