@@ -12,15 +12,27 @@ def _max_l1(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b).sum(axis=1).max())
 
 
-def reverse_sigmoid_beta(probs: np.ndarray, target_max_l1: float = 1.0, gamma: float = 0.2,
-                         steps: int = 40) -> float:
-    """Bisection for the beta whose largest L1 distortion on `probs` is closest to target_max_l1 from below."""
+def reverse_sigmoid_beta(probs: np.ndarray, labels: np.ndarray, target_max_l1: float = 1.0, gamma: float = 0.2,
+                         max_accuracy_drop: float = 0.01, steps: int = 40) -> float:
+    """Bisection for the largest beta whose largest L1 distortion on `probs` stays within
+    target_max_l1 and whose protected accuracy stays within max_accuracy_drop of the clean one.
+
+    The accuracy condition matters for weakly confident targets, whose distortion
+    never reaches the budget: without it beta grows until the answers are noise.
+    """
+    clean = float((probs.argmax(1) == labels).mean())
+
+    def acceptable(beta: float) -> bool:
+        defended = ReverseSigmoid(beta, gamma)(probs)
+        return (_max_l1(defended, probs) <= target_max_l1
+                and float((defended.argmax(1) == labels).mean()) >= clean - max_accuracy_drop)
+
     lo, hi = 0.0, 1.0
-    while hi < 1e3 and _max_l1(ReverseSigmoid(hi, gamma)(probs), probs) < target_max_l1:
+    while hi < 64 and acceptable(hi):
         lo, hi = hi, hi * 2
     for _ in range(steps):
         mid = (lo + hi) / 2
-        if _max_l1(ReverseSigmoid(mid, gamma)(probs), probs) <= target_max_l1:
+        if acceptable(mid):
             lo = mid
         else:
             hi = mid

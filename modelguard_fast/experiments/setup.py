@@ -88,7 +88,7 @@ def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
     mis_test = predict_proba(setup.misinformation, setup.splits.test_x).cpu().numpy().astype(np.float64)
     params = {
         "revsig_beta": preset.revsig_beta if preset.revsig_beta is not None
-        else calibration.reverse_sigmoid_beta(setup.clean_test),
+        else calibration.reverse_sigmoid_beta(setup.clean_test, setup.splits.test_y.numpy()),
         "am_tau": preset.am_tau if preset.am_tau is not None
         else calibration.adaptive_misinformation_tau(setup.clean_test, mis_test, setup.splits.test_y.numpy()),
     }
