@@ -148,3 +148,21 @@ def to_numpy(x: Any) -> np.ndarray:
     if kind == "torch":
         return x.detach().cpu().numpy()
     return x.get()
+
+
+def renormalize_rows(batch: Batch, name: str) -> None:
+    """Rescales each row of `batch` to sum to 1 (in place of batch.data, never of the caller's
+    array), after checking that it is finite and non-negative."""
+    data = batch.data
+    host = data.cpu().numpy() if batch.on_cuda else data
+    from ._validation import check_probability_rows
+
+    check_probability_rows(host, name, float("inf"))
+    sums = host.sum(axis=1, dtype=np.float64)
+    zero = np.flatnonzero(sums == 0)
+    if zero.size:
+        raise ValueError(f"{name} row {zero[0]} sums to 0 and cannot be renormalized")
+    if batch.on_cuda:
+        batch.data = (data.double() / data.double().sum(dim=1, keepdim=True)).to(data.dtype).contiguous()
+    else:
+        batch.data = np.ascontiguousarray((host / sums[:, None]).astype(host.dtype))

@@ -46,21 +46,6 @@ def _store_type(dtype: np.dtype):
     return _C.Codebooks32 if dtype == np.float32 else _C.Codebooks64
 
 
-def _renormalized(batch: _arrays.Batch, name: str) -> None:
-    """Rescales each row of a batch to sum to 1, after checking it is finite and non-negative."""
-    data = batch.data
-    host = data.cpu().numpy() if batch.on_cuda else data
-    _check_rows(host, name, float("inf"))
-    sums = host.sum(axis=1, dtype=np.float64)
-    zero = np.flatnonzero(sums == 0)
-    if zero.size:
-        raise ValueError(f"{name} row {zero[0]} sums to 0 and cannot be renormalized")
-    if batch.on_cuda:
-        batch.data = (data.double() / data.double().sum(dim=1, keepdim=True)).to(data.dtype).contiguous()
-    else:
-        batch.data = np.ascontiguousarray((host / sums[:, None]).astype(host.dtype))
-
-
 class _DeviceMirror:
     """Packed copy of the codebooks on one CUDA device, refreshed when they change."""
 
@@ -150,7 +135,7 @@ class ModelGuardS(Defense):
         """Quantizes predictions; see the class docstring."""
         batch = _arrays.prepare(probs, "probs", self.num_classes, self.dtype)
         if self.renormalize:
-            _renormalized(batch, "probs")
+            _arrays.renormalize_rows(batch, "probs")
         with self._lock:
             if self._journal_closed:
                 raise RuntimeError("this guard's journal was closed; open a new guard on the journal")

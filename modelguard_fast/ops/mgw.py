@@ -86,22 +86,6 @@ def check_sum_tol(sum_tol: Any, name: str = "sum_tol") -> float:
     return sum_tol
 
 
-def renormalize_rows(batch: _arrays.Batch, name: str) -> None:
-    """Rescales each row of `batch` to sum to 1 (in place of batch.data, never of the caller's
-    array), after checking that it is finite and non-negative."""
-    data = batch.data
-    host = data.cpu().numpy() if batch.on_cuda else data
-    check_probability_rows(host, name, float("inf"))
-    sums = host.sum(axis=1, dtype=np.float64)
-    zero = np.flatnonzero(sums == 0)
-    if zero.size:
-        raise ValueError(f"{name} row {zero[0]} sums to 0 and cannot be renormalized")
-    if batch.on_cuda:
-        batch.data = (data.double() / data.double().sum(dim=1, keepdim=True)).to(data.dtype).contiguous()
-    else:
-        batch.data = np.ascontiguousarray((host / sums[:, None]).astype(host.dtype))
-
-
 def solve_cpu(x: np.ndarray, eps: np.ndarray, margin: float, log_shift: float,
               sum_tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Validated C-contiguous float32/float64 batch (B, C) -> x (B, E, C), feasible (B, E)."""
@@ -192,7 +176,7 @@ def solve_mgw(probs: Any, eps: Any = 1.0, margin: float = 1e-4, log_shift: float
         raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
     batch = _arrays.prepare(probs, "probs", None)
     if renormalize:
-        renormalize_rows(batch, "probs")
+        _arrays.renormalize_rows(batch, "probs")
     if batch.on_cuda:
         x, feasible = solve_cuda(batch.data, values, margin, log_shift, sum_tol)
     else:
