@@ -69,7 +69,8 @@ class AttackConfig:
             random output classes); None gives min(C, number of pool classes).
         ddae_shadow_samples: cap on a shadow model's training images (a random sample of the
             pool images of its classes); None uses them all.
-        ddae_shadow_epochs: training epochs of each shadow model (other settings as the substitute's).
+        ddae_shadow_epochs: training epochs of each shadow model (the paper does not state them; 30, as
+            the substitute; the other settings are the substitute's too).
         restorer_hidden: (h1, h2) of the restorer MLP; None follows the paper's table (128/64 at
             C = 10, 1024/512 at C = 100, 2048/1024 at C = 200 and 256), i.e. h1 = the power of
             two nearest to 10 C in log scale and h2 = h1 / 2 (which also gives the public code's
