@@ -125,6 +125,15 @@ def test_bad_arguments(kwargs, error, message):
         attack(mgf.NoDefense(), **kwargs)
 
 
+def test_recovery_attacks_refuse_a_randomized_defense_before_querying():
+    class Noisy(mgf.NoDefense):
+        name = "Noisy"
+        deterministic = False
+
+    with pytest.raises(ValueError, match="Noisy is randomized"):
+        attack(Noisy(), "pbayes")
+
+
 def test_bad_data():
     splits, target = digits_case()
     with pytest.raises(ValueError, match=r"test_y must be a 1-D integer tensor of 359 labels, got torch.float32"):

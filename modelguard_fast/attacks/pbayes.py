@@ -54,15 +54,20 @@ class OfflineDefense:
     """
 
     def __init__(self, defense: Defense):
+        self.check(defense)
+        self.defense = defense
+        self.frozen = defense.frozen() if isinstance(defense, ModelGuardS) else (
+            defense if isinstance(defense, FrozenModelGuardS) else None)
+
+    @staticmethod
+    def check(defense: Defense) -> None:
+        """Raises unless `defense` can be replayed offline (a deterministic modelguard_fast Defense)."""
         if not isinstance(defense, Defense):
             raise TypeError(f"defense must be a modelguard_fast Defense, got {type(defense).__name__}")
         if not defense.deterministic:
             raise ValueError(f"{defense.name} is randomized; partial Bayes and D-DAE need a deterministic offline "
                              "map (average repeated queries with qpi > 1 to attack its mean, as Remark 3 of the "
                              "paper suggests)")
-        self.defense = defense
-        self.frozen = defense.frozen() if isinstance(defense, ModelGuardS) else (
-            defense if isinstance(defense, FrozenModelGuardS) else None)
 
     @property
     def preserves_top1(self) -> bool:

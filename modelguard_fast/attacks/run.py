@@ -187,6 +187,8 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
             raise ValueError("strategy 'ddae' needs pool_y, the pool's own labels: its shadow models learn random "
                              "class subsets of the pool")
         pool_y = _labels(pool_y, "pool_y", len(pool_x))
+    if strategy in ("ddae", "ddae+", "pbayes"):
+        pbayes.OfflineDefense.check(defense)  # before spending any query
 
     referee = Referee(target, test_x, test_y, outputs, config.query_batch_size)
     num_classes = referee.num_classes
