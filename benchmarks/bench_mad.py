@@ -15,8 +15,6 @@ rounds, at the end of the run. Run with:
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +23,6 @@ from torch import nn
 
 import modelguard_fast as mgf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _mad_reference as ref  # noqa: E402
 
 from conftest import median_seconds  # noqa: E402

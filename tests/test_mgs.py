@@ -130,7 +130,6 @@ def test_frozen_view_of_an_empty_class_returns_the_row():
 
 
 def test_ops_search_modes():
-    C = 4
     codebook = np.array([[0.7, 0.1, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1], [0.1, 0.7, 0.1, 0.1]], dtype=np.float64)
     offsets = np.array([0, 2, 3, 3, 3], dtype=np.int64)
     y = np.array([[0.45, 0.35, 0.1, 0.1]])

@@ -15,7 +15,7 @@ from .pbayes import LookupTable, OfflineDefense, draw_table, recover
 from .querying import (Answers, JbdaSettings, QueryPlan, jbda_tr, knockoff_indices, pool_order, random_crop_flip,
                        targeted_ifgsm)
 from .run import AttackResult, Transcript, run_attack
-from .substitute import TrainSettings, predict, rotated, train_substitute
+from .substitute import TrainSettings, rotated, train_substitute
 
 __all__ = [
     "BAYES_MEANS", "QUERY_STRATEGIES", "RECOVERY_STRATEGIES",

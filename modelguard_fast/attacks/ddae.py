@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from ._seeding import ModelSource, build_model, derive_seed, isolated_rng
 from .config import AttackConfig
 from .pbayes import OfflineDefense
-from .substitute import TrainSettings, predict, train_substitute
+from ..training import predict_proba
+from .substitute import TrainSettings, train_substitute
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def train_shadow_models(pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes:
     return models
 
 
-def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefense, device: torch.device,
+def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefense,
                  views: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(perturbed, clean) pairs: every shadow model's softmax of every image x through the offline map.
 
@@ -145,7 +146,7 @@ def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefe
     """
     perturbed, clean = [], []
     for shadow in shadows:
-        probs = predict(shadow, x, device).float().cpu()
+        probs = predict_proba(shadow, x).float().cpu()
         answers, keep = offline(probs, views)
         perturbed.append(answers[keep])
         clean.append(probs[keep])

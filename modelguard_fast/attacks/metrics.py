@@ -5,21 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .substitute import predict
+from ..training import predict_proba
 
 
-def _top1(model: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return predict(model, x, device).argmax(dim=1).cpu()
+def _top1(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return predict_proba(model, x).argmax(dim=1).cpu()
 
 
-def extraction_accuracy(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, device: torch.device) -> float:
+def extraction_accuracy(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor) -> float:
     """Top-1 accuracy of the substitute on the target's test set."""
-    return float((_top1(model, test_x, device) == test_y.cpu()).double().mean())
+    return float((_top1(model, test_x) == test_y.cpu()).double().mean())
 
 
-def fidelity(model: nn.Module, test_x: torch.Tensor, target_top1: torch.Tensor, device: torch.device) -> float:
+def fidelity(model: nn.Module, test_x: torch.Tensor, target_top1: torch.Tensor) -> float:
     """Agreement of the substitute's top-1 with the undefended target's top-1 on the test set."""
-    return float((_top1(model, test_x, device) == target_top1.cpu()).double().mean())
+    return float((_top1(model, test_x) == target_top1.cpu()).double().mean())
 
 
 def recovery_distances(labels: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:

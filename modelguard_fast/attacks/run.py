@@ -240,7 +240,7 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
             shadows = ddae.train_shadow_models(pool_x, pool_y, num_classes, shadow if shadow is not None else source,
                                                config, seed=derive_seed(seed, "shadows"), device=device,
                                                verbose=verbose)
-            perturbed, truth = ddae.shadow_pairs(shadows, images, offline, device, views)
+            perturbed, truth = ddae.shadow_pairs(shadows, images, offline, views)
             table_rows = len(perturbed)
             restorer = ddae.train_restorer(perturbed, truth, config, seed=derive_seed(seed, "restorer"),
                                            device=device, verbose=verbose)
@@ -263,8 +263,8 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
     model = train(images, labels.float(), "substitute")
     result = AttackResult(
         query=query, strategy=strategy, defense=defense.name, budget=budget, seed=int(seed),
-        accuracy=extraction_accuracy(model, test_x, test_y, device),
-        fidelity=fidelity(model, test_x, referee.target_test_top1, device),
+        accuracy=extraction_accuracy(model, test_x, test_y),
+        fidelity=fidelity(model, test_x, referee.target_test_top1),
         recovery_distance=recovery_distance(labels, clean), queries_used=oracle.queries_used,
         num_images=len(images), seconds=0.0, target_accuracy=referee.target_accuracy(), table_rows=table_rows,
         config=config.as_dict(), substitute=model, transcript=Transcript(images, received, labels))

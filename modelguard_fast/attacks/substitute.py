@@ -103,10 +103,3 @@ def train_substitute(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, s
             schedule.step()
     return model.eval()
 
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
-    """Softmax outputs of `model` in eval mode, on x's device."""
-    model.eval()
-    return torch.cat([F.softmax(model(x[i:i + batch_size].to(device)), dim=1).to(x.device)
-                      for i in range(0, len(x), batch_size)])

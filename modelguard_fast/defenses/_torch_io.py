@@ -93,3 +93,10 @@ def sum_tolerance(value) -> float:
 def optional_classes(value) -> int | None:
     """A validated num_classes argument that may be None (any number of columns)."""
     return None if value is None else positive_int(value, "num_classes")
+
+
+def model_softmax(model, x: torch.Tensor) -> torch.Tensor:
+    """softmax(model(x)) without gradients: float64 for float64 logits, else float32 (the query views)."""
+    with torch.no_grad():
+        logits = model(x)
+    return torch.softmax(logits, dim=-1, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32)

@@ -74,9 +74,7 @@ class AdaptiveMisinformation(Defense):
         if self.misinformation_model is None:
             raise ValueError("this AdaptiveMisinformation has no misinformation_model; pass misinformation_probs "
                              "to the call, or build it with misinformation_model=...")
-        with torch.no_grad():
-            logits = self.misinformation_model(x)
-        return torch.softmax(logits, dim=-1, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32)
+        return io.model_softmax(self.misinformation_model, x)
 
     def __call__(self, probs: Any, misinformation_probs: Any) -> Any:
         """Defended predictions for `probs`, given the misinformation model's softmax of the same queries."""

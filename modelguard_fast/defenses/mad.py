@@ -160,9 +160,7 @@ class MAD(Defense):
         if self.surrogate is None:
             raise ValueError("this MAD has no surrogate model; pass surrogate_probs to the call, or build it "
                              "with MAD(surrogate=...) or MAD.from_target(target)")
-        with torch.no_grad():
-            logits = self.surrogate(x)
-        return torch.softmax(logits, dim=-1, dtype=torch.float64 if logits.dtype == torch.float64 else torch.float32)
+        return io.model_softmax(self.surrogate, x)
 
     def __call__(self, probs: Any, surrogate_probs: Any) -> Any:
         """Perturbed predictions for `probs`, given the surrogate's softmax of the same queries."""
