@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from modelguard_fast.cli import main
+from modelguard_fast.experiments.cache import Cache
 from modelguard_fast.experiments.config import ConfigError, RunConfig
-from modelguard_fast.experiments.main import run_experiment
+from modelguard_fast.experiments.grid import Cell, CellRunner, run_cells
+from modelguard_fast.experiments.main import run_experiment, run_sweep_experiment
+from modelguard_fast.experiments.setup import prepare
 
 TOP1_KEEPING = ("ModelGuard-W", "ModelGuard-S", "Top-1")  # the defenses whose preserves_top1 is True
 
@@ -16,7 +19,7 @@ TOP1_KEEPING = ("ModelGuard-W", "ModelGuard-S", "Top-1")  # the defenses whose p
 def tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("results")
     config = RunConfig.load(results_dir=str(folder), budget=60, target_epochs=2, queries=["knockoff", "jbda"],
-                            strategies=["naive", "top1", "pbayes"],
+                            strategies=["naive", "top1", "pbayes"], workers=1,
                             attack={"epochs": 1, "jbda_seed_size": 20, "bayes_table_size": 600})
     text = run_experiment(config, progress=False)
     return config, folder, text
@@ -38,6 +41,7 @@ def test_every_cell_is_filled_and_sane(tiny):
     for name in TOP1_KEEPING:
         assert by_name[name][-1] == by_name["None"][-1], name
     assert (folder / "digits" / "table.md").read_text().startswith("| defense |")
+    assert (folder / "digits" / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (folder / "digits" / "table.csv").read_text().count("\n") == 9
     assert {"config", "attack_config", "versions", "seconds", "calibrated"} <= set(record)
     assert "ModelGuard-S" in text
@@ -66,3 +70,41 @@ def test_bad_configuration_names_key_value_and_choices(tmp_path, capsys):
         RunConfig.load(path)
     assert main(["run", "--dataset", "digits", "--defenses", "nothing"]) == 2
     assert "run.defenses = 'nothing' is not allowed" in capsys.readouterr().err
+    assert main(["sweep", "--eps-values", "0.5", "2.5"]) == 2
+    assert "sweep eps value 2.5 is not allowed; use numbers in (0, 2]" in capsys.readouterr().err
+    assert main(["sweep", "--defenses", "top1"]) == 2
+    assert "sweep defenses: 'top1' is not allowed; choose from revsig, mad, mgw, mgs" in capsys.readouterr().err
+
+
+def test_cells_give_the_same_numbers_in_worker_processes(tiny, tmp_path):
+    config, folder, _ = tiny
+    cache = Cache(folder / "cache")
+    setup = prepare("digits", cache, target_epochs=config.target_epochs)
+    cells = [Cell("mgs", "knockoff", "naive", 0.5), Cell("mgw", "knockoff", "ddae", 1.0)]
+    attack = config.attack_config().replace(ddae_shadow_models=2, ddae_shadow_epochs=1)
+    records = []
+    for workers, root in ((1, tmp_path / "one"), (2, tmp_path / "two")):
+        runner = CellRunner(setup, Cache(root), attack, config.budget)
+        records.append(run_cells(runner, cells, workers=workers, progress=False))
+    for one, two in zip(*records):
+        assert {k: v for k, v in one.items() if k != "seconds"} == {k: v for k, v in two.items() if k != "seconds"}
+    assert records[0][0]["centroids"] > 0 and records[0][1]["table_rows"] > 0
+
+
+def test_sweep_fills_every_budget_and_plots(tiny):
+    config, folder, _ = tiny
+    text = run_sweep_experiment(config, eps_values=[0.5, 1.5], defenses=["revsig", "mgs"],
+                                strategies=["naive", "pbayes"], progress=False)
+    record = json.loads((folder / "digits" / "sweep.json").read_text())
+    header, rows = record["header"], record["rows"]
+    assert [row[:2] for row in rows] == [["None", None], ["RevSig", 0.5], ["RevSig", 1.5], ["ModelGuard-S", 0.5],
+                                         ["ModelGuard-S", 1.5]]
+    column = {name: i for i, name in enumerate(header)}
+    for row in rows[1:]:
+        assert row[column["max L1"]] <= row[1] + 1e-6
+        assert all(0 <= row[column[f"{s} acc."]] <= 1 for s in ("naive", "pbayes"))
+    mgs = [row for row in rows if row[0] == "ModelGuard-S"]
+    assert mgs[0][column["centroids"]] >= mgs[1][column["centroids"]] > 0  # a larger budget needs fewer centroids
+    for name in ("sweep.png", "centroids.png"):
+        assert (folder / "digits" / name).read_bytes()[:4] == b"\x89PNG"
+    assert "ModelGuard-S" in text

@@ -14,7 +14,7 @@ from .oracle import BudgetExceededError, Oracle, Referee
 from .pbayes import LookupTable, OfflineDefense, draw_table, recover
 from .querying import (Answers, JbdaSettings, QueryPlan, jbda_tr, knockoff_indices, pool_order, random_crop_flip,
                        targeted_ifgsm)
-from .run import AttackResult, Transcript, run_attack
+from .run import AttackResult, Transcript, run_attack, train_attack_shadows
 from .substitute import TrainSettings, rotated, train_substitute
 
 __all__ = [
@@ -23,6 +23,6 @@ __all__ = [
     "OfflineDefense", "Oracle", "QueryPlan", "Referee", "Restorer", "TrainSettings", "Transcript",
     "draw_table", "extraction_accuracy", "fidelity", "jbda_tr", "knockoff_indices", "pool_order", "predict",
     "random_crop_flip", "recover", "recovery_distance", "recovery_distances", "restore", "restorer_hidden_sizes",
-    "rotated", "run_attack", "shadow_pairs", "targeted_ifgsm", "train_restorer", "train_shadow_models",
-    "train_substitute",
+    "rotated", "run_attack", "shadow_pairs", "targeted_ifgsm", "train_attack_shadows", "train_restorer",
+    "train_shadow_models", "train_substitute",
 ]

@@ -8,7 +8,7 @@ import logging
 import numbers
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -122,7 +122,8 @@ def _one_hot_top1(answers: torch.Tensor) -> torch.Tensor:
 def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x: torch.Tensor,
                test_y: torch.Tensor, *, query: str = "knockoff", strategy: str = "naive", budget: int,
                config: Optional[AttackConfig] = None, substitute: Optional[ModelSource] = None,
-               shadow: Optional[ModelSource] = None, pool_y: Optional[torch.Tensor] = None, outputs: str = "logits",
+               shadow: Optional[ModelSource] = None, shadow_models: Optional[Sequence[nn.Module]] = None,
+               pool_y: Optional[torch.Tensor] = None, outputs: str = "logits",
                device: Union[str, torch.device] = "cpu", seed: int = 0, verbose: bool = False) -> AttackResult:
     """Runs one model-extraction attack and measures it.
 
@@ -149,8 +150,11 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
             (copied; e.g. a pretrained model, as in the paper) or a factory called
             under a seed fixed by `seed`; default SmallCNN(C, channels).
         shadow: the D-DAE shadow models' module or factory; default: as `substitute`.
-        pool_y: the pool's own labels (N,), needed by "ddae" only (its shadow models
-            learn random class subsets of the pool).
+        shadow_models: D-DAE's shadow models, already trained by train_attack_shadows
+            with the same pool, config, seed and device; they depend on nothing else,
+            so a grid of attacks trains them once. None: "ddae" trains them.
+        pool_y: the pool's own labels (N,), needed by "ddae" unless shadow_models are
+            given (its shadow models learn random class subsets of the pool).
         outputs: "logits" or "probs", what the target returns.
         device: where the attacker's models train (substitute, shadows, restorer).
         seed: seed of everything random in the attack except which pool images are
@@ -182,11 +186,15 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
         raise ValueError(f"test_x must have pool_x's item shape {tuple(pool_x.shape[1:])}, got "
                          f"{tuple(test_x.shape[1:])}")
     test_y = _labels(test_y, "test_y", len(test_x))
-    if strategy == "ddae":
+    if strategy == "ddae" and shadow_models is None:
         if pool_y is None:
             raise ValueError("strategy 'ddae' needs pool_y, the pool's own labels: its shadow models learn random "
                              "class subsets of the pool")
         pool_y = _labels(pool_y, "pool_y", len(pool_x))
+    if shadow_models is not None and (isinstance(shadow_models, nn.Module) or not shadow_models
+                                      or not all(isinstance(m, nn.Module) for m in shadow_models)):
+        raise TypeError(f"shadow_models must be a non-empty sequence of torch.nn.Module (see train_attack_shadows), "
+                        f"got {type(shadow_models).__name__}")
     if strategy in ("ddae", "ddae+", "pbayes"):
         pbayes.OfflineDefense.check(defense)  # before spending any query
 
@@ -237,9 +245,9 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
         offline = pbayes.OfflineDefense(defense)
         views = offline.views(images, config.query_batch_size)
         if strategy == "ddae":
-            shadows = ddae.train_shadow_models(pool_x, pool_y, num_classes, shadow if shadow is not None else source,
-                                               config, seed=derive_seed(seed, "shadows"), device=device,
-                                               verbose=verbose)
+            shadows = shadow_models if shadow_models is not None else train_attack_shadows(
+                pool_x, pool_y, num_classes, config, seed=seed, device=device,
+                shadow=shadow if shadow is not None else source, verbose=verbose)
             perturbed, truth = ddae.shadow_pairs(shadows, images, offline, views)
             table_rows = len(perturbed)
             restorer = ddae.train_restorer(perturbed, truth, config, seed=derive_seed(seed, "restorer"),
@@ -275,6 +283,19 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
                 query, strategy, defense.name, result.accuracy, result.fidelity, result.recovery_distance,
                 result.queries_used, result.seconds)
     return result
+
+
+def train_attack_shadows(pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes: int, config: AttackConfig, *,
+                         seed: int = 0, device: Union[str, torch.device] = "cpu",
+                         shadow: Optional[ModelSource] = None, verbose: bool = False) -> list[nn.Module]:
+    """The shadow models run_attack(strategy="ddae", seed=seed) trains, for passing to it as shadow_models.
+
+    shadow: as run_attack's (default: SmallCNN(num_classes, channels), as run_attack's default substitute).
+    """
+    source = shadow if shadow is not None else _default_substitute(pool_x, num_classes)
+    pool_y = _labels(pool_y, "pool_y", len(pool_x))
+    return ddae.train_shadow_models(pool_x, pool_y, num_classes, source, config, seed=derive_seed(seed, "shadows"),
+                                    device=torch.device(device), verbose=verbose)
 
 
 def _qpi_diagnostics(result: AttackResult, answers: Answers, clean: torch.Tensor) -> None:

@@ -10,6 +10,7 @@ Example (every key optional; shown with the defaults)::
     eps = 1.0                 # the utility budget of ModelGuard-W, ModelGuard-S and MAD
     budget = 0                # images the attacker queries; 0: the whole attacker pool
     target_epochs = 30
+    workers = 0               # processes running attack cells; 0: one per CPU core (one on a GPU)
     defenses = ["none", "revsig", "mad", "am", "top1", "rounding", "mgw", "mgs"]
     queries = ["knockoff", "jbda"]
     strategies = ["naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes"]
@@ -46,6 +47,7 @@ class RunConfig:
     eps: float = 1.0
     budget: int = 0
     target_epochs: int = 30
+    workers: int = 0
     defenses: list[str] = field(default_factory=lambda: list(DEFENSES))
     queries: list[str] = field(default_factory=lambda: list(QUERIES))
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
@@ -71,7 +73,7 @@ class RunConfig:
                 one_of(f"run.{key}", v, allowed)
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 2:
             raise ConfigError(f"run.eps = {self.eps!r} is not allowed; use a number in (0, 2]")
-        for key in ("seed", "budget", "target_epochs"):
+        for key in ("seed", "budget", "target_epochs", "workers"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "target_epochs" else 0):
                 raise ConfigError(f"run.{key} = {value!r} is not allowed; use a non-negative integer")

@@ -23,8 +23,8 @@ def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     header = ["defense", *[f"{QUERY_NAMES[q]} {STRATEGY_NAMES[s]}" for q, s in columns],
               "max acc.", "max fidelity", "max L1", "protected acc."]
     rows = []
-    for key in dict.fromkeys(c["key"] for c in cells):
-        mine = {(c["query"], c["strategy"]): c for c in cells if c["key"] == key}
+    for key in dict.fromkeys(c["defense"] for c in cells):
+        mine = {(c["query"], c["strategy"]): c for c in cells if c["defense"] == key}
         u = grid["utility"][key]
         rows.append([DEFENSE_NAMES[key], *[mine[col]["accuracy"] for col in columns],
                      max(c["accuracy"] for c in mine.values()), max(c["fidelity"] for c in mine.values()),
@@ -34,7 +34,7 @@ def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 def markdown(header: list[str], rows: list[list[Any]]) -> str:
     def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]

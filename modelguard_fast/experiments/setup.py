@@ -27,6 +27,7 @@ from ..training.target import train_misinformation_model, train_with_outlier_exp
 from . import calibration
 from .cache import Cache
 from .presets import PRESETS
+from .threads import single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,23 @@ class Setup:
     outliers: torch.Tensor
     clean_test: np.ndarray  # the target's softmax on its test set
     spec: dict[str, Any]  # what determines the above (for cache keys)
-    params: dict[str, float] = field(default_factory=dict)  # calibrated baseline parameters
+    prepare_args: dict[str, Any]  # prepare()'s arguments but cache and device, to load it again elsewhere
+    params: dict[str, float] = field(default_factory=dict)  # calibrated baseline parameters at L1 budget 1.0
+    _betas: dict[float, float] = field(default_factory=dict, repr=False)
 
     @property
     def num_classes(self) -> int:
         return self.splits.num_classes
+
+    def revsig_beta(self, max_l1: float) -> float:
+        """Reverse Sigmoid's beta for an L1 budget: params["revsig_beta"] at 1.0, else calibrated the same way
+        (largest L1 distortion on the test predictions about max_l1, protected accuracy within 1 point)."""
+        if max_l1 == 1.0:
+            return self.params["revsig_beta"]
+        if max_l1 not in self._betas:
+            self._betas[max_l1] = calibration.reverse_sigmoid_beta(self.clean_test, self.splits.test_y.numpy(),
+                                                                   target_max_l1=max_l1)
+        return self._betas[max_l1]
 
 
 def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, target_epochs: int = 30,
@@ -62,21 +75,26 @@ def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, targ
     outliers = sample_image_patches(outlier_count, splits.image_shape[-1], seed=seed)
     spec = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outliers": outlier_count,
             "oe_weight": oe_weight, "architecture": preset.architecture}
+    prepare_args = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outlier_count": outlier_count,
+                    "oe_weight": oe_weight}
     models = {}
     for kind in ("target", "misinformation"):
         torch.manual_seed(seed + (kind == "misinformation"))
         model = build_model(preset.architecture, preset.num_classes, preset.in_channels).to(device)
         if not cache.load_weights(kind, spec, model):
             log.info("training the %s model", kind)
-            if kind == "target":
-                train_with_outlier_exposure(model, splits.train_x, splits.train_y, outliers, epochs=target_epochs,
-                                            oe_weight=oe_weight, seed=seed)
-            else:
-                train_misinformation_model(model, splits.train_x, splits.train_y, epochs=target_epochs, seed=seed)
+            with single_threaded():
+                if kind == "target":
+                    train_with_outlier_exposure(model, splits.train_x, splits.train_y, outliers,
+                                                epochs=target_epochs, oe_weight=oe_weight, seed=seed)
+                else:
+                    train_misinformation_model(model, splits.train_x, splits.train_y, epochs=target_epochs,
+                                               seed=seed)
             cache.save_weights(kind, spec, model)
         models[kind] = model.to(device).eval().requires_grad_(False)
     clean_test = predict_proba(models["target"], splits.test_x).cpu().numpy().astype(np.float64)
-    setup = Setup(dataset, splits, models["target"], models["misinformation"], outliers, clean_test, spec)
+    setup = Setup(dataset, splits, models["target"], models["misinformation"], outliers, clean_test, spec,
+                  prepare_args)
     setup.params = _calibrate(setup, preset, cache)
     return setup
 
@@ -97,12 +115,13 @@ def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
 
 
 def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, order: str = "first") -> Defense:
-    """A fresh defense of kind `name` (one of DEFENSES) with this setup's parameters."""
+    """A fresh defense of kind `name` (one of DEFENSES) with this setup's parameters; `eps` is the L1 budget
+    (Reverse Sigmoid's beta is calibrated to it, see Setup.revsig_beta)."""
     C = setup.num_classes
     if name == "none":
         return NoDefense()
     if name == "revsig":
-        return ReverseSigmoid(setup.params["revsig_beta"])
+        return ReverseSigmoid(setup.revsig_beta(eps))
     if name == "mad":
         return MAD.from_target(setup.target, seed=seed, eps=eps)
     if name == "am":
