@@ -32,19 +32,23 @@ def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def markdown(header: list[str], rows: list[list[Any]]) -> str:
+def markdown(header: list[str], rows: list[list[Any]], float_format: str = ".4f") -> str:
+    """A Markdown table; floats as `float_format` (e.g. ".3g" for timings), None as "-"."""
     def fmt(v):
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
+        if v is None:
+            return "-"
+        return format(v, float_format) if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any]) -> None:
+def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any],
+                  float_format: str = ".4f") -> None:
     """<name>.md, <name>.csv and <name>.json (the rows plus `record`: configuration, versions, timings)."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = markdown(header, rows) + "\n"
+    text = markdown(header, rows, float_format) + "\n"
     write_atomically(folder / f"{name}.md", lambda f: f.write(text.encode()))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
