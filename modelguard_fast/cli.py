@@ -131,7 +131,180 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of data split, models and query order")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
     demo.set_defaults(handler=_demo)
+    _add_study_parsers(sub)
     return parser
+
+
+# ---------------------------------------------------------------- studies: timing, ood, growth, qpi
+_STUDY_EPILOG = ("Trains (or reads from results/cache) the dataset's target, as `run` does, then writes "
+                 "results/<dataset>/{name}.{{md,csv,json}}{png} and prints the table.")
+
+
+def _eps_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a number in (0, 2]") from None
+    if not 0 < value <= 2:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a number in (0, 2] (an L1 budget)")
+    return value
+
+
+def _int_arg(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; use an integer >= {minimum}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; use an integer >= {minimum}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _study_parser(sub, name: str, help: str, description: str, handler, plot: bool = True) -> argparse.ArgumentParser:
+    """A study subcommand with the options every study shares."""
+    png = f" and {name}.png" if plot else ""
+    parser = sub.add_parser(name, help=help, description=description,
+                            epilog=_STUDY_EPILOG.format(name=name, png=png))
+    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist5k"],
+                        help="bundled dataset (default: digits)")
+    parser.add_argument("--results-dir", dest="results_dir", default="results",
+                        help="folder of tables, plots and the cache (default: results)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    parser.add_argument("--seed", type=_int_arg(0), default=0,
+                        help="seed of data split and models, and of the study (default: 0)")
+    parser.add_argument("--target-epochs", dest="target_epochs", type=_int_arg(1), default=30,
+                        help="target training epochs (default: 30)")
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _add_study_parsers(sub) -> None:
+    timing = _study_parser(
+        sub, "timing", "response time of each defense (the paper's Figure 6)",
+        "Median seconds per query of each of the 8 defenses: the target's forward pass and softmax plus the "
+        "defense, and the defense's part alone (its overhead over None), at each batch size. Warm-up calls "
+        "are not counted; on a GPU the device is synchronised before every clock reading; ModelGuard-S "
+        "is timed with codebooks already grown on the attacker pool.", _timing)
+    timing.add_argument("--batch-sizes", dest="batch_sizes", type=_int_arg(1), nargs="+", default=[1, 256],
+                        help="queries per call (default: 1 256)")
+    timing.add_argument("--eps", type=_eps_arg, default=1.0,
+                        help="L1 budget of ModelGuard-W, ModelGuard-S and MAD, in (0, 2] (default: 1.0)")
+    timing.add_argument("--repeats", type=_int_arg(1), default=30,
+                        help="timed rounds; each round every defense answers one batch (default: 30)")
+    timing.add_argument("--warmup", type=_int_arg(0), default=3,
+                        help="rounds before the timed ones, not counted (default: 3)")
+    timing.add_argument("--threads", type=_int_arg(1), default=None,
+                        help="torch CPU threads while timing (default: torch's setting; 1 is steadier on a "
+                             "busy machine)")
+
+    ood = _study_parser(
+        sub, "ood", "AUROC of OOD detection on defended answers (the paper's Figure 5, left)",
+        "AUROC of the maximum probability of the defended answers for telling the target's test images "
+        "(ID) from out-of-distribution images, for ModelGuard-S, ModelGuard-W and MAD at each eps, with "
+        "None and Top-1 as reference lines. OOD sets: 'photos' (default), patches of matplotlib's sample "
+        "photograph and elevation map, never seen in training; 'oe-photos', other crops of the photographs "
+        "the target's Outlier Exposure trained on (optimistic, for comparison).", _ood)
+    ood.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0],
+                     help="L1 budgets, each in (0, 2] (default: 0.25 0.5 ... 2.0)")
+    ood.add_argument("--ood", default="photos", choices=["photos", "oe-photos"], help="OOD set (default: photos)")
+    ood.add_argument("--ood-count", dest="ood_count", type=_int_arg(1), default=1000,
+                     help="OOD images (default: 1000)")
+
+    growth = _study_parser(
+        sub, "growth", "ModelGuard-S centroids along the attacker's queries (the paper's Figure 5, right)",
+        "Number of ModelGuard-S centroids after each prefix of the KnockoffNets query stream (the "
+        "attacker's pool in the seeded order every attack uses), for each eps.", _growth)
+    growth.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.5, 1.0, 1.5],
+                        help="L1 budgets, each in (0, 2] (default: 0.5 1.0 1.5)")
+    growth.add_argument("--checkpoints", type=_int_arg(1), default=20,
+                        help="prefix lengths at which the centroids are counted (default: 20)")
+    growth.add_argument("--budget", type=_int_arg(0), default=0,
+                        help="queries in the stream (default 0: the whole attacker pool)")
+    growth.add_argument("--query-seed", dest="query_seed", type=int, default=42,
+                        help="seed of the query order, AttackConfig.query_seed (default: 42)")
+
+    qpi = _study_parser(
+        sub, "qpi", "ordered vs non-ordered ModelGuard-S under 2-QPI (the paper's Table 6)",
+        "Attacks ModelGuard-S with order 'first' (Algorithm 1) and 'nearest' (non-ordered incremental "
+        "quantization) by KnockoffNets 1-QPI and 2-QPI; reports the predictions changed in the second pass, "
+        "the recovery distance on them of the first pass and of the average, and both extraction "
+        "accuracies. Finished attacks are cached under results/cache.", _qpi, plot=False)
+    qpi.add_argument("--eps", type=_eps_arg, default=1.0, help="L1 budget of ModelGuard-S, in (0, 2] (default: 1.0)")
+    qpi.add_argument("--budget", type=_int_arg(0), default=0,
+                     help="images the attacker queries (default 0: the whole attacker pool)")
+    qpi.add_argument("--epochs", type=_int_arg(1), default=30, help="substitute training epochs (default: 30)")
+
+
+def _run_study(args: argparse.Namespace, name: str, compute, plot=None, title: str = "",
+               float_format: str = ".4f", extra: dict | None = None) -> int:
+    """Prepares the setup, runs `compute(setup, cache)` -> (header, rows), writes the table, its record and
+    `plot(header, rows, png, title=...)` to results/<dataset>/<name>.*, and prints the table and where it went.
+    `extra` goes into the JSON record beside the command line's settings."""
+    import time
+    from pathlib import Path
+
+    from .experiments.cache import Cache
+    from .experiments.report import markdown, versions, write_outputs
+    from .experiments.setup import prepare
+    from .experiments.studies import StudyError
+
+    started = time.perf_counter()
+    cache = Cache(Path(args.results_dir) / "cache")
+    setup = prepare(args.dataset, cache, device=args.device, seed=args.seed, target_epochs=args.target_epochs)
+    try:
+        header, rows = compute(setup, cache)
+    except StudyError as err:
+        print(f"modelguard-fast {name}: {err}", file=sys.stderr)
+        return 2
+    folder = Path(args.results_dir) / args.dataset
+    config = {k: v for k, v in vars(args).items() if k != "handler"}
+    record = {"study": name, "config": config, **(extra or {}), "versions": versions(),
+              "seconds": time.perf_counter() - started}
+    write_outputs(folder, name, header, rows, record, float_format)
+    written = f"{folder}/{name}.{{md,csv,json}}"
+    if plot is not None:
+        plot(header, rows, folder / f"{name}.png", title=f"{args.dataset}: {title}")
+        written += f" and {folder}/{name}.png"
+    print(f"{markdown(header, rows, float_format)}\n\nWritten to {written} in {time.perf_counter() - started:.0f} s.")
+    return 0
+
+
+def _timing(args: argparse.Namespace) -> int:
+    from .experiments import plots, studies
+
+    return _run_study(args, "timing", lambda setup, cache: studies.response_times(
+        setup, args.batch_sizes, eps=args.eps, repeats=args.repeats, warmup=args.warmup, device=args.device,
+        threads=args.threads),
+        plots.plot_response_times, "response time per query", float_format=".3g")
+
+
+def _ood(args: argparse.Namespace) -> int:
+    from .experiments import plots, studies
+
+    return _run_study(args, "ood", lambda setup, cache: studies.ood_auroc(
+        setup, args.eps, ood=args.ood, ood_count=args.ood_count, seed=args.seed), plots.plot_ood_auroc,
+        f"AUROC of max probability, OOD set {args.ood!r}")
+
+
+def _growth(args: argparse.Namespace) -> int:
+    from .experiments import plots, studies
+
+    return _run_study(args, "growth", lambda setup, cache: studies.centroid_growth(
+        setup, args.eps, checkpoints=args.checkpoints, budget=args.budget, query_seed=args.query_seed),
+        plots.plot_centroid_growth, "ModelGuard-S centroids along the KnockoffNets queries")
+
+
+def _qpi(args: argparse.Namespace) -> int:
+    from .attacks import AttackConfig
+    from .experiments import studies
+
+    attack = AttackConfig.small(epochs=args.epochs)
+    return _run_study(args, "qpi", lambda setup, cache: studies.qpi_study(
+        setup, cache, attack, budget=args.budget, eps=args.eps, seed=args.seed, device=args.device),
+        extra={"attack_config": attack.as_dict()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from ..attacks import AttackConfig, run_attack, train_attack_shadows
 from ..metrics import utility_metrics
-from .cache import Cache
 from ..models.small_cnn import SmallCNN
+from .cache import Cache
 from .setup import DEFENSE_NAMES, Setup, build_defense, prepare
 from .threads import single_threaded
 

@@ -8,27 +8,17 @@ RunConfig(workers=1).
 from __future__ import annotations
 
 import dataclasses
-import platform
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import torch
-
-from .. import __version__, cuda_built
 from .cache import Cache
 from .config import RunConfig
 from .grid import CellRunner, run_grid
 from .plots import plot_centroids, plot_grid, plot_sweep
-from .report import grid_table, markdown, write_outputs
+from .report import grid_table, markdown, versions, write_outputs
 from .setup import Setup, prepare
 from .sweep import SWEEP_DEFENSES, SWEEP_EPS, SWEEP_STRATEGIES, run_sweep, sweep_table
-
-
-def versions() -> dict[str, Any]:
-    return {"modelguard_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "cuda_built": cuda_built()}
 
 
 def _start(config: RunConfig) -> tuple[Path, Setup, CellRunner]:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from .. import __version__, cuda_built
 from ..persistence.atomic import write_atomically
 from .setup import DEFENSE_NAMES
 
@@ -32,19 +37,23 @@ def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def markdown(header: list[str], rows: list[list[Any]]) -> str:
+def markdown(header: list[str], rows: list[list[Any]], float_format: str = ".4f") -> str:
+    """A Markdown table; floats as `float_format` (e.g. ".3g" for timings), None as "-"."""
     def fmt(v):
-        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+        if v is None:
+            return "-"
+        return format(v, float_format) if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any]) -> None:
+def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any],
+                  float_format: str = ".4f") -> None:
     """<name>.md, <name>.csv and <name>.json (the rows plus `record`: configuration, versions, timings)."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = markdown(header, rows) + "\n"
+    text = markdown(header, rows, float_format) + "\n"
     write_atomically(folder / f"{name}.md", lambda f: f.write(text.encode()))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -53,3 +62,9 @@ def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[An
     write_atomically(folder / f"{name}.csv", lambda f: f.write(buffer.getvalue().encode()))
     payload = json.dumps({**record, "header": header, "rows": rows}, indent=1, default=str)
     write_atomically(folder / f"{name}.json", lambda f: f.write(payload.encode()))
+
+
+def versions() -> dict[str, Any]:
+    """What the results depend on besides the configuration, for the JSON records."""
+    return {"modelguard_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "cuda_built": cuda_built()}
