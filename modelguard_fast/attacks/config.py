@@ -159,12 +159,12 @@ class AttackConfig:
     def small(cls, **changes: Any) -> "AttackConfig":
         """Settings for the bundled datasets (hundreds of 8 x 8 or 28 x 28 images), sized so that the
         whole grid of the paper's table runs in minutes on two CPU cores: the paper's (CIFAR)
-        settings with a smaller substitute batch (32), 100 JBDA-TR seed images whose intermediate
+        settings with a smaller substitute batch (64), 100 JBDA-TR seed images whose intermediate
         rounds train 10 epochs, 5 shadow models, a 20,000-row Bayes table, a restorer trained 40
         epochs (batch 256, learning rate halved every 20), and no horizontal flip in Smoothing (a
         mirrored digit is another shape, often another class, so its answer would mislabel the
         image; the crop stays)."""
-        base = cls(batch_size=32, query_batch_size=128, jbda_seed_size=100, jbda_round_epochs=10,
+        base = cls(batch_size=64, query_batch_size=128, jbda_seed_size=100, jbda_round_epochs=10,
                    ddae_shadow_models=5, restorer_epochs=40, restorer_batch_size=256, restorer_lr_step=20,
                    bayes_table_size=20_000, smoothing_flip=False)
         return base.replace(**changes)

@@ -167,10 +167,13 @@ def run_cells(runner: CellRunner, cells: Sequence[Cell], workers: int = 0, progr
         args = (runner.setup.prepare_args, str(runner.cache.root), runner.config.as_dict(), runner.budget,
                 runner.device, runner.seed)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=args) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=args)
+        try:
             futures = {pool.submit(_run_in_worker, cell): cell for cell in todo}
             for future in as_completed(futures):
                 finished(futures[future], future.result())
+        finally:  # on an error or Ctrl-C, drop the cells not started (the finished ones are cached)
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     return [records[cell] for cell in cells]
 

@@ -29,6 +29,7 @@ from ..defenses.base import Defense
 from ..training import predict_proba
 from .cache import Cache
 from .setup import DEFENSE_NAMES, DEFENSES, Setup, build_defense
+from .threads import single_threaded
 
 #: OOD test sets of ood_auroc (see its docstring).
 OOD_SETS = ("photos", "oe-photos")
@@ -332,10 +333,11 @@ def qpi_study(setup: Setup, cache: Cache | None = None, config: AttackConfig | N
                     "budget": budget, "config": attack.as_dict(), "seed": seed}
             record = cache.get_json("qpi", spec) if cache is not None else None
             if record is None:
-                result = run_attack(setup.target, build_defense("mgs", setup, eps=eps, seed=seed, order=order),
-                                    setup.splits.pool_x, setup.splits.test_x, setup.splits.test_y,
-                                    query="knockoff", strategy="naive", budget=budget, config=attack,
-                                    device=device, seed=seed)
+                with single_threaded():
+                    result = run_attack(setup.target, build_defense("mgs", setup, eps=eps, seed=seed, order=order),
+                                        setup.splits.pool_x, setup.splits.test_x, setup.splits.test_y,
+                                        query="knockoff", strategy="naive", budget=budget, config=attack,
+                                        device=device, seed=seed)
                 record = {key: getattr(result, key) for key in
                           ("accuracy", "recovery_distance", "qpi_changed", "qpi_distance_first",
                            "qpi_distance_mean", "seconds")}
