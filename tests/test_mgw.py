@@ -180,6 +180,41 @@ def test_gpu_heap_sort_orders_by_value_then_index(n):
         np.testing.assert_array_equal(mgf._C.mgw_heap_sort_order(y), np.lexsort((np.arange(n), y)))
 
 
+def near_tie_rows(C: int, count: int, seed: int) -> np.ndarray:
+    """Rows whose values agree in all but their last few bits (and some exact
+    ties, zeros and -0.0): the CPU's packed-key sort must fix their order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        y = rng.choice([1e-3, 0.004, 0.03], size=C) * (1.0 + rng.integers(0, 600, C) * 2.0**-52)
+        y[rng.integers(C)] = 0.5
+        if i % 3 == 1:
+            y[rng.random(C) < 0.2] = -0.0
+        rows.append(y / y.sum())
+    return np.asarray(rows)
+
+
+@pytest.mark.skipif(not mgf._C.mgw_cpu_simd(), reason="this CPU has no AVX-512 row preparation")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [2, 3, 7, 8, 9, 10, 16, 17, 33, 64, 65, 100, 128, 129, 255, 256, 257, 1000])
+def test_simd_and_portable_row_preparation_agree_bit_for_bit(dtype, C):
+    # The AVX-512 path (packed-key sort, SIMD row sum) must give the bits of
+    # the steps the GPU runs (heapsort, sequential prefix sums, the same lanes).
+    y = np.concatenate([sweep_rows(C, 60, seed=5000 + C), near_tie_rows(C, 30, seed=6000 + C)]).astype(dtype)
+    eps = np.array(EPS_GRID)
+    solve = mgf._C.mgw_solve_f32 if dtype == np.float32 else mgf._C.mgw_solve_f64
+    results = []
+    for simd in (True, False):
+        out = np.empty((y.shape[0], eps.size, C), dtype=dtype)
+        feasible = np.empty((y.shape[0], eps.size), dtype=np.bool_)
+        assert solve(y, eps, MARGIN, SHIFT, 1e-3, out, feasible, simd=simd)[0] == -1
+        results.append((out, feasible))
+    (x_simd, f_simd), (x_portable, f_portable) = results
+    np.testing.assert_array_equal(f_simd, f_portable)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(x_simd.view(bits), x_portable.view(bits))
+
+
 @pytest.mark.parametrize("spread", [1e-9, 1e-5])
 def test_nearly_equal_values(spread):
     # Values that agree in their leading bits (long and short runs for the

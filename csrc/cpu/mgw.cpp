@@ -1,10 +1,12 @@
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "modelguard_fast/mgw_cpu.h"
 #include "modelguard_fast/mgw_solver.h"
 #include "modelguard_fast/parallel.h"
+#include "mgw_prepare.h"
 
 namespace mgf {
 namespace {
@@ -16,7 +18,8 @@ struct Key {
 
 struct Scratch {
   std::vector<Key> keys, tmp;
-  std::vector<double> ys, cs, Y, Cc;
+  std::vector<uint64_t> packed;
+  std::vector<double> values, ys, cs, Y, Cc;
   std::vector<int32_t> perm;
 };
 
@@ -84,24 +87,22 @@ Key* radix_sort(Key* keys, Key* tmp, int64_t n) {
   return src;
 }
 
+// Sorts the classes other than `top` into ws (ys, perm, Y) and returns the
+// row sum: the AVX-512 path where allowed, else the GPU kernel's own steps
+// (a radix sort for long rows). Both give the same bits.
 template <typename T>
-void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margin, double log_shift, T* out,
-               bool* feasible, Scratch& s) {
+double prepare_row(const T* y, int64_t C, int64_t top, bool simd, Scratch& s, const MgwWorkspace& ws) {
   const int64_t n = C - 1;
-  int64_t top = 0;
-  for (int64_t k = 1; k < C; ++k) {
-    if (y[k] > y[top]) top = k;
+#if defined(MGF_MGW_X86_SIMD)
+  if (simd && n > 0 && C <= mgw_avx512::kMaxClasses) {
+    s.packed.resize(static_cast<size_t>(mgw_avx512::padded_keys(C)));
+    s.values.resize(static_cast<size_t>(C));
+    return mgw_avx512::prepare(y, C, top, s.packed.data(), s.values.data(), s.perm.data(), s.ys.data(),
+                               s.Y.data());
   }
-  s.ys.resize(static_cast<size_t>(C));
-  s.perm.resize(static_cast<size_t>(C));
-  s.cs.resize(static_cast<size_t>(C));
-  s.Y.resize(static_cast<size_t>(C));
-  s.Cc.resize(static_cast<size_t>(C + 1));
-  const MgwWorkspace ws{
-      StridedSpan<double>{s.ys.data(), 1},   StridedSpan<int32_t>{s.perm.data(), 1},
-      StridedSpan<double>{s.cs.data(), 1},   StridedSpan<double>{s.Y.data(), 1},
-      StridedSpan<double>{s.Cc.data(), 1},
-  };
+#else
+  (void)simd;
+#endif
   if (n >= kRadixMinKeys) {
     s.keys.resize(static_cast<size_t>(n));
     s.tmp.resize(static_cast<size_t>(n));
@@ -118,7 +119,31 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
     mgw_heap_sort(ws.ys, ws.perm, n);
   }
   mgw_prefix(ws, n);
-  MgwRow row(ws, n, double(y[top]), log_shift, mgw_row_sum(y, C));
+  return mgw_row_sum(y, C);
+}
+
+// Checks one row and solves it for every budget; returns the row's check code
+// (nothing is written for a bad row).
+template <typename T>
+int32_t solve_row(const T* y, int64_t C, double sum_tol, const double* eps, int64_t E, double margin,
+                  double log_shift, T* out, bool* feasible, bool simd, Scratch& s) {
+  int64_t top = 0, bad_col = -1;
+  double bad_value = 0.0;
+  const int32_t code = check_probability_row(y, C, sum_tol, &top, &bad_col, &bad_value);
+  if (code != kRowOk) return code;
+  const int64_t n = C - 1;
+  s.ys.resize(static_cast<size_t>(C));
+  s.perm.resize(static_cast<size_t>(C));
+  s.cs.resize(static_cast<size_t>(C));
+  s.Y.resize(static_cast<size_t>(C));
+  s.Cc.resize(static_cast<size_t>(C + 1));
+  const MgwWorkspace ws{
+      StridedSpan<double>{s.ys.data(), 1},   StridedSpan<int32_t>{s.perm.data(), 1},
+      StridedSpan<double>{s.cs.data(), 1},   StridedSpan<double>{s.Y.data(), 1},
+      StridedSpan<double>{s.Cc.data(), 1},
+  };
+  const double row_sum = prepare_row(y, C, top, simd, s, ws);
+  MgwRow row(ws, n, double(y[top]), log_shift, row_sum);
   for (int64_t e = 0; e < E; ++e) {
     T* x = out + e * C;
     double level = 0.0;
@@ -129,23 +154,50 @@ void solve_row(const T* y, int64_t C, const double* eps, int64_t E, double margi
       std::copy(y, y + C, x);
     }
   }
+  return kRowOk;
 }
 
 }  // namespace
 
+bool mgw_cpu_simd() {
+#if defined(MGF_MGW_X86_SIMD)
+  static const bool available = __builtin_cpu_supports("avx512f");
+  return available;
+#else
+  return false;
+#endif
+}
+
 template <typename T>
-void mgw_solve(const T* x, int64_t B, int64_t C, const double* eps, int64_t E, double margin, double log_shift,
-               T* out, bool* feasible) {
-  // Sorting plus a few dozen O(log C) slope evaluations per budget.
+BatchCheck mgw_solve(const T* x, int64_t B, int64_t C, double sum_tol, const double* eps, int64_t E, double margin,
+                     double log_shift, T* out, bool* feasible, bool allow_simd) {
+  const bool simd = allow_simd && mgw_cpu_simd();
+  std::atomic<int64_t> first_bad{B};
+  // Checking and sorting plus a few dozen O(log C) slope evaluations per budget.
   const int64_t work = C * 8 + E * 512;
   parallel_for(B, work, [&](int64_t i) {
     thread_local Scratch scratch;
-    solve_row(x + i * C, C, eps, E, margin, log_shift, out + i * E * C, feasible + i * E, scratch);
+    const int32_t code =
+        solve_row(x + i * C, C, sum_tol, eps, E, margin, log_shift, out + i * E * C, feasible + i * E, simd, scratch);
+    if (code != kRowOk) {
+      int64_t seen = first_bad.load(std::memory_order_relaxed);
+      while (i < seen && !first_bad.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+      }
+    }
   });
+  BatchCheck check;
+  const int64_t row = first_bad.load();
+  if (row < B) {
+    int64_t top = 0;
+    check.row = row;
+    check.code = check_probability_row(x + row * C, C, sum_tol, &top, &check.col, &check.value);
+  }
+  return check;
 }
 
-template void mgw_solve<float>(const float*, int64_t, int64_t, const double*, int64_t, double, double, float*, bool*);
-template void mgw_solve<double>(const double*, int64_t, int64_t, const double*, int64_t, double, double, double*,
-                                bool*);
+template BatchCheck mgw_solve<float>(const float*, int64_t, int64_t, double, const double*, int64_t, double, double,
+                                     float*, bool*, bool);
+template BatchCheck mgw_solve<double>(const double*, int64_t, int64_t, double, const double*, int64_t, double,
+                                      double, double*, bool*, bool);
 
 }  // namespace mgf

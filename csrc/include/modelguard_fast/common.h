@@ -24,6 +24,14 @@ enum RowStatus : int32_t {
   kRowBadSum = 3,
 };
 
+// First invalid row of a batch (row -1 when every row is valid).
+struct BatchCheck {
+  int64_t row = -1;
+  int32_t code = kRowOk;
+  int64_t col = -1;
+  double value = 0.0;
+};
+
 template <typename T>
 MGF_HD inline bool is_finite(T v) {
 #if defined(__CUDA_ARCH__)

@@ -170,18 +170,33 @@ MGF_HD inline double mgw_log(double v) {
   return k == 0 ? f - s * (f - R) : dk * ln2_hi - ((s * (f - R) - dk * ln2_lo) - f);
 }
 
-// Row sum with Neumaier's compensation: rows that sum to 1 up to rounding
-// should not look short of mass by the rounding of a naive sum.
+// Row sum, compensated: rows that sum to 1 up to rounding should not look
+// short of mass by the rounding of a naive sum. Entry k goes to lane k mod 8;
+// each lane keeps its sum and the exact rounding errors (Knuth's TwoSum, no
+// branches), so the lanes run in parallel (SIMD on the CPU); mgw_lanes_total
+// then adds the lanes up in a fixed order.
+constexpr int kMgwSumLanes = 8;
+
+MGF_HD inline void mgw_two_sum(double& s, double& comp, double v) {
+  const double t = s + v;
+  const double vp = t - s;
+  comp += (s - (t - vp)) + (v - vp);
+  s = t;
+}
+
+MGF_HD inline double mgw_lanes_total(const double* s, const double* comp) {
+  double total = 0.0, c = 0.0;
+  for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(total, c, s[j]);
+  for (int j = 0; j < kMgwSumLanes; ++j) c += comp[j];
+  return total + c;
+}
+
 template <typename T>
 MGF_HD inline double mgw_row_sum(const T* y, int64_t C) {
-  double s = 0.0, comp = 0.0;
-  for (int64_t k = 0; k < C; ++k) {
-    const double v = double(y[k]);
-    const double t = s + v;
-    comp += abs_value(s) >= abs_value(v) ? (s - t) + v : (v - t) + s;
-    s = t;
-  }
-  return s + comp;
+  double s[kMgwSumLanes], comp[kMgwSumLanes];
+  for (int j = 0; j < kMgwSumLanes; ++j) s[j] = comp[j] = 0.0;
+  for (int64_t k = 0; k < C; ++k) mgw_two_sum(s[k % kMgwSumLanes], comp[k % kMgwSumLanes], double(y[k]));
+  return mgw_lanes_total(s, comp);
 }
 
 // Copies the classes other than t into ws.ys / ws.perm, unsorted.
@@ -240,7 +255,14 @@ class MgwRow {
       *level = La;
       return true;
     }
-    // The minimiser is in [lo, hi]; the search moves lo only to levels where
+    // Most often (confident predictions) the lowest level is where the top
+    // class gives the whole budget, and V rises from there: one slope (with
+    // few costs, the level being high) settles it.
+    if (La == yt_ - beta_ && slope(La) >= 0.0) {
+      *level = La;
+      return true;
+    }
+    // The minimiser is in (lo, hi]; the search moves lo only to levels where
     // the slope is negative, and finish() settles whether it is lo itself.
     lo_ = La;
     hi_ = Lb;
