@@ -215,6 +215,39 @@ def test_simd_and_portable_row_preparation_agree_bit_for_bit(dtype, C):
     np.testing.assert_array_equal(x_simd.view(bits), x_portable.view(bits))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [3, 100, 300])
+@pytest.mark.parametrize("bad", ["nan", "inf", "negative", "sum", "sum_edge", "huge"])
+def test_kernel_reports_the_first_bad_row_on_both_row_preparations(dtype, C, bad):
+    # The CPU kernel checks rows as it solves them; its verdict must not depend
+    # on the row preparation it runs.
+    y = sweep_rows(C, 200, seed=7000 + C).astype(dtype)
+    for row in (150, 170):
+        if bad == "nan":
+            y[row, 1] = np.nan
+        elif bad == "inf":
+            y[row, C - 1] = np.inf
+        elif bad == "negative":
+            y[row, C // 2] = -1e-30
+        elif bad == "sum":
+            y[row] *= 0.99
+        elif bad == "sum_edge":  # just past the tolerance in the row's own dtype
+            y[row, 0] += dtype(2e-3)
+        else:
+            y[row, 0] = np.finfo(dtype).max
+    eps = np.array([1.0])
+    solve = mgf._C.mgw_solve_f32 if dtype == np.float32 else mgf._C.mgw_solve_f64
+    checks = []
+    for simd in (True, False):
+        out = np.empty((200, 1, C), dtype=dtype)
+        feasible = np.empty((200, 1), dtype=np.bool_)
+        checks.append(solve(y, eps, MARGIN, SHIFT, 1e-3, out, feasible, simd=simd))
+    assert checks[0][0] == 150
+    np.testing.assert_equal(checks[0], checks[1])
+    np.testing.assert_equal(checks[0], mgf._C.check_rows_f32(y, 1e-3, np.empty(200, dtype=np.int64))
+                            if dtype == np.float32 else mgf._C.check_rows_f64(y, 1e-3, np.empty(200, dtype=np.int64)))
+
+
 @pytest.mark.parametrize("spread", [1e-9, 1e-5])
 def test_nearly_equal_values(spread):
     # Values that agree in their leading bits (long and short runs for the

@@ -87,27 +87,34 @@ Key* radix_sort(Key* keys, Key* tmp, int64_t n) {
   return src;
 }
 
-// Sorts the classes other than `top` into ws (ys, perm, Y) and returns the
-// row sum: the AVX-512 path where allowed, else the GPU kernel's own steps
-// (a radix sort for long rows). Both give the same bits.
+// Checks the row, sorts the classes other than its top class into ws (ys,
+// perm, Y) and finds the row sum: in one AVX-512 pass where allowed, else by
+// the GPU kernel's own steps (a radix sort for long rows). Both give the same
+// bits. Returns the row's check code (kRowOk, or a code that may differ from
+// check_probability_row's).
 template <typename T>
-double prepare_row(const T* y, int64_t C, int64_t top, bool simd, Scratch& s, const MgwWorkspace& ws) {
+int32_t prepare_row(const T* y, int64_t C, double sum_tol, bool simd, int64_t* top, double* row_sum, Scratch& s,
+                    const MgwWorkspace& ws) {
   const int64_t n = C - 1;
 #if defined(MGF_MGW_X86_SIMD)
   if (simd && n > 0 && C <= mgw_avx512::kMaxClasses) {
     s.packed.resize(static_cast<size_t>(mgw_avx512::padded_keys(C)));
     s.values.resize(static_cast<size_t>(C));
-    return mgw_avx512::prepare(y, C, top, s.packed.data(), s.values.data(), s.perm.data(), s.ys.data(),
-                               s.Y.data());
+    return mgw_avx512::prepare(y, C, sum_tol, top, row_sum, s.packed.data(), s.values.data(), s.perm.data(),
+                               s.ys.data(), s.Y.data());
   }
 #else
   (void)simd;
 #endif
+  int64_t bad_col = -1;
+  double bad_value = 0.0;
+  const int32_t code = check_probability_row(y, C, sum_tol, top, &bad_col, &bad_value);
+  if (code != kRowOk) return code;
   if (n >= kRadixMinKeys) {
     s.keys.resize(static_cast<size_t>(n));
     s.tmp.resize(static_cast<size_t>(n));
     for (int64_t k = 0, q = 0; k < C; ++k) {
-      if (k != top) s.keys[q++] = Key{double(y[k]) + 0.0, static_cast<int32_t>(k)};
+      if (k != *top) s.keys[q++] = Key{double(y[k]) + 0.0, static_cast<int32_t>(k)};
     }
     const Key* sorted = radix_sort(s.keys.data(), s.tmp.data(), n);
     for (int64_t q = 0; q < n; ++q) {
@@ -115,11 +122,12 @@ double prepare_row(const T* y, int64_t C, int64_t top, bool simd, Scratch& s, co
       s.perm[q] = sorted[q].index;
     }
   } else {
-    mgw_gather(y, C, top, ws);
+    mgw_gather(y, C, *top, ws);
     mgw_heap_sort(ws.ys, ws.perm, n);
   }
   mgw_prefix(ws, n);
-  return mgw_row_sum(y, C);
+  *row_sum = mgw_row_sum(y, C);
+  return kRowOk;
 }
 
 // Checks one row and solves it for every budget; returns the row's check code
@@ -127,10 +135,6 @@ double prepare_row(const T* y, int64_t C, int64_t top, bool simd, Scratch& s, co
 template <typename T>
 int32_t solve_row(const T* y, int64_t C, double sum_tol, const double* eps, int64_t E, double margin,
                   double log_shift, T* out, bool* feasible, bool simd, Scratch& s) {
-  int64_t top = 0, bad_col = -1;
-  double bad_value = 0.0;
-  const int32_t code = check_probability_row(y, C, sum_tol, &top, &bad_col, &bad_value);
-  if (code != kRowOk) return code;
   const int64_t n = C - 1;
   s.ys.resize(static_cast<size_t>(C));
   s.perm.resize(static_cast<size_t>(C));
@@ -142,7 +146,10 @@ int32_t solve_row(const T* y, int64_t C, double sum_tol, const double* eps, int6
       StridedSpan<double>{s.cs.data(), 1},   StridedSpan<double>{s.Y.data(), 1},
       StridedSpan<double>{s.Cc.data(), 1},
   };
-  const double row_sum = prepare_row(y, C, top, simd, s, ws);
+  int64_t top = 0;
+  double row_sum = 0.0;
+  const int32_t code = prepare_row(y, C, sum_tol, simd, &top, &row_sum, s, ws);
+  if (code != kRowOk) return code;
   MgwRow row(ws, n, double(y[top]), log_shift, row_sum);
   for (int64_t e = 0; e < E; ++e) {
     T* x = out + e * C;

@@ -12,7 +12,9 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "modelguard_fast/mgw_solver.h"
 
@@ -173,11 +175,33 @@ inline __m512d load_row(const float* y, __mmask8 m) {
   return _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(__mmask16(m), y)));
 }
 
+// Lane sums of the row in its own dtype, as check_probability_row keeps them.
+struct CheckSum {
+  __m512d d = _mm512_setzero_pd();
+  __m256 f = _mm256_setzero_ps();
+  void add(__m512d v, const double*) { d = _mm512_add_pd(d, v); }
+  void add(__m512d v, const float*) { f = _mm256_add_ps(f, _mm512_cvtpd_ps(v)); }
+  double total(const double*) const {
+    alignas(64) double lane[8];
+    _mm512_store_pd(lane, d);
+    double t = 0.0;
+    for (double v : lane) t += v;
+    return t;
+  }
+  double total(const float*) const {
+    alignas(32) float lane[8];
+    _mm256_store_ps(lane, f);
+    double t = 0.0;
+    for (float v : lane) t += double(v);
+    return t;
+  }
+};
+
 }  // namespace
 
 template <typename T>
-double prepare(const T* y, int64_t C, int64_t top, uint64_t* keys, double* values, int32_t* perm, double* ys,
-               double* Y) {
+int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row_sum, uint64_t* keys, double* values,
+                int32_t* perm, double* ys, double* Y) {
   const int64_t n = C - 1;
   const int64_t padded = padded_keys(C);
   int w = 1;
@@ -185,28 +209,53 @@ double prepare(const T* y, int64_t C, int64_t top, uint64_t* keys, double* value
   const uint64_t mask = (uint64_t(1) << w) - 1;
   const __m512i high = _mm512_set1_epi64(static_cast<long long>(~mask));
   const __m512i all_ones = _mm512_set1_epi64(-1);
-  // Keys, values and the row sum (lane j of mgw_row_sum is lane j here; the
-  // zeros past the row's end leave a lane's sum and error unchanged).
-  __m512d s = _mm512_setzero_pd(), comp = _mm512_setzero_pd();
+  const __m512d zero = _mm512_setzero_pd();
+  const __m512d largest = _mm512_set1_pd(double(std::numeric_limits<T>::max()));
+  // One pass: the checks of check_probability_row (finite, >= 0, the sum in
+  // T's lanes, the largest bit pattern), the keys, the values and the row sum
+  // (lane j of mgw_row_sum is lane j here; the zeros past the row's end leave
+  // every lane's sums and errors unchanged).
+  __m512d s = zero, comp = zero;
+  CheckSum check;
+  __m512i best = _mm512_setzero_si512();
+  __mmask8 bad = 0;
   __m512i index = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   for (int64_t k = 0; k < padded; k += 8) {
     const __mmask8 m = tail_mask(C - k);
     const __m512d v = load_row(y + k, m);
+    bad |= _mm512_mask_cmp_pd_mask(m, v, zero, _CMP_NGE_UQ) | _mm512_mask_cmp_pd_mask(m, v, largest, _CMP_NLE_UQ);
+    check.add(v, y);
+    best = _mm512_max_epi64(best, _mm512_castpd_si512(v));
     const __m512d t = _mm512_add_pd(s, v);
     const __m512d vp = _mm512_sub_pd(t, s);
     comp = _mm512_add_pd(comp, _mm512_add_pd(_mm512_sub_pd(s, _mm512_sub_pd(t, vp)), _mm512_sub_pd(v, vp)));
     s = t;
-    const __m512d pos = _mm512_add_pd(v, _mm512_setzero_pd());  // -0.0 becomes +0.0
+    const __m512d pos = _mm512_add_pd(v, zero);  // -0.0 becomes +0.0
     _mm512_mask_storeu_pd(values + k, m, pos);
     const __m512i key = _mm512_or_si512(_mm512_and_si512(_mm512_castpd_si512(pos), high), index);
     _mm512_storeu_si512(keys + k, _mm512_mask_blend_epi64(m, all_ones, key));
     index = _mm512_add_epi64(index, _mm512_set1_epi64(8));
   }
-  keys[top] = ~uint64_t(0);
+  if (bad) return kRowNonFinite;  // the caller asks check_probability_row which
+  const double total = check.total(y);
+  if (!(std::fabs(total - 1.0) <= sum_tol)) return kRowBadSum;
+  // The first class holding the largest value (its bits: the values are >= 0).
+  const __m512i top_bits = _mm512_set1_epi64(_mm512_reduce_max_epi64(best));
+  int64_t t = C - 1;  // (as check_probability_row, should no entry hold it: all -0.0)
+  for (int64_t k = 0; k < C; k += 8) {
+    const __mmask8 m = tail_mask(C - k);
+    const __mmask8 hit = _mm512_mask_cmpeq_epi64_mask(m, _mm512_castpd_si512(load_row(y + k, m)), top_bits);
+    if (hit) {
+      t = k + __builtin_ctz(hit);
+      break;
+    }
+  }
+  *top = t;
+  keys[t] = ~uint64_t(0);
   alignas(64) double lane_sum[kMgwSumLanes], lane_comp[kMgwSumLanes];
   _mm512_store_pd(lane_sum, s);
   _mm512_store_pd(lane_comp, comp);
-  const double total = mgw_lanes_total(lane_sum, lane_comp);
+  *row_sum = mgw_lanes_total(lane_sum, lane_comp);
 
   sort_keys(keys, padded);
 
@@ -250,11 +299,13 @@ double prepare(const T* y, int64_t C, int64_t top, uint64_t* keys, double* value
     sy += ys[q];
     Y[q + 1] = sy;
   }
-  return total;
+  return kRowOk;
 }
 
-template double prepare<float>(const float*, int64_t, int64_t, uint64_t*, double*, int32_t*, double*, double*);
-template double prepare<double>(const double*, int64_t, int64_t, uint64_t*, double*, int32_t*, double*, double*);
+template int32_t prepare<float>(const float*, int64_t, double, int64_t*, double*, uint64_t*, double*, int32_t*, double*,
+                                double*);
+template int32_t prepare<double>(const double*, int64_t, double, int64_t*, double*, uint64_t*, double*, int32_t*,
+                                 double*, double*);
 
 }  // namespace mgw_avx512
 }  // namespace mgf

@@ -20,15 +20,17 @@ inline int64_t padded_keys(int64_t C) {
   return padded;
 }
 
-// For a row y of 2 <= C <= kMaxClasses classes with top-1 class `top`: writes
-// the other classes ascending by (y, class index) as ys[0, C-1) (float64, +0.0
-// for -0.0) and their indices perm[0, C-1), the prefix sums Y[0, C) of ys, and
-// returns mgw_row_sum(y, C). keys (padded_keys(C) entries) and values (C
-// entries) are scratch. Defined only in an x86-64 build (mgw_avx512.cpp);
-// call only where the CPU has AVX-512F.
+// For a row y of 2 <= C <= kMaxClasses classes: checks it as
+// check_probability_row does and returns kRowOk or another code (which one
+// may differ; ask check_probability_row). For a good row, writes its top-1
+// class, the other classes ascending by (y, class index) as ys[0, C-1)
+// (float64, +0.0 for -0.0) and their indices perm[0, C-1), the prefix sums
+// Y[0, C) of ys, and mgw_row_sum(y, C) as *row_sum. keys (padded_keys(C)
+// entries) and values (C entries) are scratch. Defined only in an x86-64
+// build (mgw_avx512.cpp); call only where the CPU has AVX-512F.
 template <typename T>
-double prepare(const T* y, int64_t C, int64_t top, uint64_t* keys, double* values, int32_t* perm, double* ys,
-               double* Y);
+int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row_sum, uint64_t* keys, double* values,
+                int32_t* perm, double* ys, double* Y);
 
 }  // namespace mgw_avx512
 }  // namespace mgf

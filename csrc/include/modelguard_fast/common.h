@@ -133,7 +133,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     *bad_value = total;
     return kRowBadSum;
   }
-  for (k = 0; order_key(y[k]) != top_key; ++k) {
+  for (k = 0; k < C - 1 && order_key(y[k]) != top_key; ++k) {  // (none holds it only if all are -0.0)
   }
   *top = k;
   return kRowOk;

@@ -195,7 +195,15 @@ template <typename T>
 MGF_HD inline double mgw_row_sum(const T* y, int64_t C) {
   double s[kMgwSumLanes], comp[kMgwSumLanes];
   for (int j = 0; j < kMgwSumLanes; ++j) s[j] = comp[j] = 0.0;
-  for (int64_t k = 0; k < C; ++k) mgw_two_sum(s[k % kMgwSumLanes], comp[k % kMgwSumLanes], double(y[k]));
+  int64_t k = 0;
+  for (; k + kMgwSumLanes <= C; k += kMgwSumLanes) {
+    MGF_UNROLL
+    for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(s[j], comp[j], double(y[k + j]));
+  }
+  MGF_UNROLL
+  for (int j = 0; j < kMgwSumLanes; ++j) {
+    if (k + j < C) mgw_two_sum(s[j], comp[j], double(y[k + j]));
+  }
   return mgw_lanes_total(s, comp);
 }
 
