@@ -16,11 +16,32 @@
 #include <cstring>
 #include <limits>
 
-#include "modelguard_fast/mgw_solver.h"
+#include "modelguard_fast/common.h"
 
 namespace mgf {
 namespace mgw_avx512 {
 namespace {
+
+// Not mgw_solver.h: its inline functions, compiled here for AVX-512, could be
+// the copy the linker keeps for the portable code too. These three repeat its
+// mgw_two_sum, mgw_lanes_total and mgw_key_less (a test checks the bits).
+constexpr int kLanes = 8;  // kMgwSumLanes
+
+inline void two_sum(double& s, double& comp, double v) {
+  const double t = s + v;
+  const double vp = t - s;
+  comp += (s - (t - vp)) + (v - vp);
+  s = t;
+}
+
+inline double lanes_total(const double* s, const double* comp) {
+  double total = 0.0, c = 0.0;
+  for (int j = 0; j < kLanes; ++j) two_sum(total, c, s[j]);
+  for (int j = 0; j < kLanes; ++j) c += comp[j];
+  return total + c;
+}
+
+inline bool key_less(double ya, int32_t ia, double yb, int32_t ib) { return ya < yb || (ya == yb && ia < ib); }
 
 // The networks' loops have compile-time bounds: unrolled, the vectors stay in registers.
 #define MGF_SORT_UNROLL _Pragma("GCC unroll 64")
@@ -252,10 +273,10 @@ int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row
   }
   *top = t;
   keys[t] = ~uint64_t(0);
-  alignas(64) double lane_sum[kMgwSumLanes], lane_comp[kMgwSumLanes];
+  alignas(64) double lane_sum[kLanes], lane_comp[kLanes];
   _mm512_store_pd(lane_sum, s);
   _mm512_store_pd(lane_comp, comp);
-  *row_sum = mgw_lanes_total(lane_sum, lane_comp);
+  *row_sum = lanes_total(lane_sum, lane_comp);
 
   sort_keys(keys, padded);
 
@@ -271,7 +292,7 @@ int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row
   }
   if (runs) {
     const auto less = [&](uint64_t a, uint64_t b) {
-      return mgw_key_less(values[a & mask], int32_t(a & mask), values[b & mask], int32_t(b & mask));
+      return key_less(values[a & mask], int32_t(a & mask), values[b & mask], int32_t(b & mask));
     };
     for (int64_t i = 0; i < n;) {
       int64_t j = i + 1;
