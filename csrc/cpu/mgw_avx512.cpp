@@ -314,11 +314,29 @@ int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row
     _mm512_mask_cvtepi64_storeu_epi32(perm + q, m, k);
     _mm512_mask_storeu_pd(ys + q, m, _mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, k, values, 8));
   }
-  double sy = 0.0;
+  // mgw_prefix's blocked prefix sums (blocks of 8: one vector each). Lane j
+  // of a block's running sum is lane j - 1's plus ys[j], one lane at a time;
+  // the blocks are independent, so their chains overlap.
+  constexpr int kBlocks = (kMaxClasses + 7) / 8;
+  __m512d local[kBlocks];
+  const __m512i previous = _mm512_set_epi64(6, 5, 4, 3, 2, 1, 0, 0);
+  const int64_t blocks = (n + 7) / 8;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m512d v = _mm512_maskz_loadu_pd(tail_mask(n - 8 * b), ys + 8 * b);
+    __m512d l = v;
+    for (int j = 1; j < 8; ++j) {
+      l = _mm512_mask_add_pd(l, __mmask8(1u << j), _mm512_permutexvar_pd(previous, l), v);
+    }
+    local[b] = l;
+  }
+  double base = 0.0;
   Y[0] = 0.0;
-  for (int64_t q = 0; q < n; ++q) {
-    sy += ys[q];
-    Y[q + 1] = sy;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m512d y = _mm512_add_pd(_mm512_set1_pd(base), local[b]);
+    _mm512_mask_storeu_pd(Y + 1 + 8 * b, tail_mask(n - 8 * b), y);
+    alignas(64) double lanes[8];
+    _mm512_store_pd(lanes, y);
+    base = lanes[7];
   }
   return kRowOk;
 }

@@ -219,13 +219,25 @@ MGF_HD inline void mgw_gather(const T* y, int64_t C, int64_t t, const MgwWorkspa
   }
 }
 
-// Prefix sums of the sorted values.
+// Prefix sums of the sorted values, in blocks of kMgwPrefixBlock: within a
+// block a running local sum, each added to the sum of the blocks before, so
+// the chain of dependent additions is short (the CPU runs the blocks in SIMD).
+// Still non-decreasing (every rounding is monotone), and Y[8 b] is exactly
+// the base that block b's entries are added to.
+constexpr int kMgwPrefixBlock = 8;
+
 MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n) {
-  double sy = 0.0;
+  double base = 0.0;
   ws.Y[0] = 0.0;
-  for (int64_t q = 0; q < n; ++q) {
-    sy += ws.ys[q];
-    ws.Y[q + 1] = sy;
+  for (int64_t b = 0; b < n; b += kMgwPrefixBlock) {
+    double local = 0.0;
+    double end = base;
+    for (int64_t q = b; q < b + kMgwPrefixBlock && q < n; ++q) {
+      local = q == b ? ws.ys[q] : local + ws.ys[q];
+      end = base + local;
+      ws.Y[q + 1] = end;
+    }
+    base = end;
   }
 }
 
@@ -410,14 +422,34 @@ class MgwRow {
     return v;
   }
 
-  // Number of cheapest classes (among the u uncut) filled to U by mass I.
+  // Do the a cheapest classes have room for at most I (less than I if strict)?
+  MGF_HD bool fills(int64_t a, double U, double I, bool strict) const {
+    const double room = double(a) * U - ws_.Y[a];
+    return strict ? room < I : room <= I;
+  }
+
+  // Number of cheapest classes (among the u uncut) filled to U by mass I: the
+  // last a in [0, u] that fills() (room grows with a). The a0 = I / U cheapest
+  // have room at most a0 U <= I (values are >= 0), and the answer is mostly
+  // just above a0: gallop up from there, then bisect.
   MGF_HD int64_t fill_count(double U, int64_t u, double I, bool strict) const {
-    int64_t base = 0, len = u + 1;
-    while (len > 1) {
+    int64_t base = 0;  // fills, or 0
+    if (U > 0.0) {
+      const double guess = I / U;
+      const int64_t a0 = guess >= double(u) ? u : (guess > 0.0 ? int64_t(guess) : 0);
+      if (a0 > 0 && fills(a0, U, I, strict)) base = a0;
+    }
+    int64_t end = u + 1;  // the answer is in [base, end)
+    for (int64_t step = 1; base + step < end; step *= 2) {
+      if (!fills(base + step, U, I, strict)) {
+        end = base + step;
+        break;
+      }
+      base += step;
+    }
+    for (int64_t len = end - base; len > 1;) {
       const int64_t half = len / 2;
-      const int64_t a = base + half;
-      const double room = double(a) * U - ws_.Y[a];
-      base = (strict ? room < I : room <= I) ? a : base;
+      base = fills(base + half, U, I, strict) ? base + half : base;
       len -= half;
     }
     return base;
@@ -568,9 +600,14 @@ class MgwRow {
   // Shrinks [lo, hi] so no event of the family lies strictly inside. The
   // search gallops down from the highest events: optima mostly sit at high
   // levels (few classes filled or drained), where slopes need the fewest costs.
-  MGF_HD void narrow(Family f, int64_t count) {
-    int64_t a = 0, b = count;  // the first index whose event is at or right of the minimiser is in [a, b]
-    for (int64_t step = 1; b > a;) {
+  MGF_HD void narrow(Family f, int64_t count) { narrow(f, count, 0, count, true); }
+
+  // The same, knowing that the events below `first` are at or left of lo and
+  // those from `last` on at or right of hi; without `gallop`, a plain
+  // binary search over [first, last).
+  MGF_HD void narrow(Family f, int64_t count, int64_t first, int64_t last, bool gallop) {
+    int64_t a = first, b = last;  // the first index whose event is at or right of the minimiser is in [a, b]
+    for (int64_t step = 1; gallop && b > a;) {
       const int64_t probe = b - step > a ? b - step : a;
       if (!at_or_right_of_minimiser(candidate(f, probe))) {
         a = probe + 1;
@@ -592,6 +629,26 @@ class MgwRow {
       const double c = candidate(f, a - 1);
       if (lo_ < c && c < hi_) lo_ = c;
     }
+  }
+
+  // Is the kFreeFill event of p classes above L (at or above, unless strict)?
+  MGF_HD bool free_fill_above(int64_t p, double L, bool strict) const {
+    const double c = candidate(kFreeFill, n_ - p);
+    return strict ? c > L : c >= L;
+  }
+
+  // The first index whose kFreeFill event is above L (at or above, unless
+  // strict). The events (1 + p m) / (p + 1) fall as p = n - index grows; the
+  // largest p above L is about (1 - L) / (L - m), then checked exactly.
+  MGF_HD int64_t free_fill_index(double L, bool strict) const {
+    int64_t p = n_;
+    if (L > m_) {
+      const double guess = (1.0 - L) / (L - m_);
+      p = guess >= double(n_) ? n_ : (guess > 0.0 ? int64_t(guess) : 0);
+    }
+    while (p > 0 && !free_fill_above(p, L, strict)) --p;
+    while (p < n_ && free_fill_above(p + 1, L, strict)) ++p;
+    return n_ - p;
   }
 
   // A level strictly inside (lo, hi), or false when there is none.
@@ -622,7 +679,8 @@ class MgwRow {
     u_ = upper_count(mid - m_);
     below_ = mid < yt_;
     fixed_u_ = true;
-    narrow(kFreeFill, n_);
+    // Many events inside when the level is low (many classes filled): bisect.
+    narrow(kFreeFill, n_, free_fill_index(lo_, true), free_fill_index(hi_, false), false);
     if (!interior(&mid)) return finish();
     p_ = free_count(mid);
     fixed_p_ = true;
