@@ -131,7 +131,7 @@ def assert_ties_broken_by_index(x: np.ndarray, y: np.ndarray) -> None:
         assert np.all(np.diff(x[group]) <= 0), (value, group, x[group])
 
 
-@pytest.mark.parametrize("C", [12, 120])  # the heapsort and the radix sort paths
+@pytest.mark.parametrize("C", [12, 120])  # heapsort / radix sort, or the AVX-512 sort where the CPU has it
 def test_ties_broken_by_class_index(C):
     # Every class but the top costs the same, so the optimum is not unique:
     # the mass the top class gives goes to the lowest class index.
@@ -173,8 +173,9 @@ def test_one_hot_rows(C):
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 1000, 3001])
 def test_gpu_heap_sort_orders_by_value_then_index(n):
-    # The CUDA kernel sorts every row with this heapsort; the CPU uses it below
-    # 64 classes and a radix sort above, so both must give this order.
+    # The CUDA kernel sorts every row with this heapsort; the CPU's portable path
+    # uses it below 64 classes and a radix sort above (its AVX-512 path a sort of
+    # packed keys, checked against the portable path below), so all give this order.
     rng = np.random.default_rng(n)
     for y in (rng.random(n), rng.choice([0.0, 0.1, 0.25, 1e-300], size=n), np.zeros(n)):
         np.testing.assert_array_equal(mgf._C.mgw_heap_sort_order(y), np.lexsort((np.arange(n), y)))

@@ -42,7 +42,7 @@ def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
     """
     if isinstance(eps, bool):
         raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got {eps!r}")
-    if isinstance(eps, numbers.Real):
+    if type(eps) is float or isinstance(eps, numbers.Real):
         value = real_number(eps, name)
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
