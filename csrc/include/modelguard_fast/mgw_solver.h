@@ -389,14 +389,59 @@ class MgwRow {
 
   // Number of other classes with y <= U (not cut at level U + margin).
   MGF_HD int64_t upper_count(double U) const {
-    // Branch-free binary search: the last i in [0, n] with i == 0 or ys[i - 1] <= U.
-    int64_t base = 0, len = n_ + 1;
-    while (len > 1) {
+    hint_upper_ = last_count(kUpper, n_, hint_upper_, U, 0, 0.0);
+    return hint_upper_;
+  }
+
+  // What the counts below search for: a property of the first i classes (of
+  // the cheapest, or of the most expensive for kDrain) that holds for i = 0
+  // and is monotone in i (true, then false).
+  enum Count { kUpper, kFill, kFillStrict, kDrain };
+
+  MGF_HD bool holds(Count c, int64_t i, double U, int64_t u, double X) const {
+    switch (c) {
+      case kUpper:
+        return ws_.ys[i - 1] <= U;
+      case kFill:
+        return fills(i, U, X, false);
+      case kFillStrict:
+        return fills(i, U, X, true);
+      default:
+        return drained(i, U, u) < X;
+    }
+  }
+
+  // The last i in [0, hi] where holds() (true at 0, not evaluated there),
+  // searched out from `hint` by galloping, then bisecting. Within a row the
+  // levels asked about draw together, so the answer is mostly near the last.
+  MGF_HD int64_t last_count(Count c, int64_t hi, int64_t hint, double U, int64_t u, double X) const {
+    hint = hint < 0 ? 0 : (hint > hi ? hi : hint);
+    int64_t yes = 0, no = hi + 1;  // holds at yes; the answer is below no
+    if (hint == 0 || holds(c, hint, U, u, X)) {
+      yes = hint;
+      for (int64_t step = 1; yes + step < no; step *= 2) {
+        if (!holds(c, yes + step, U, u, X)) {
+          no = yes + step;
+          break;
+        }
+        yes += step;
+      }
+    } else {
+      no = hint;
+      for (int64_t step = 1; no - step > 0; step *= 2) {
+        if (holds(c, no - step, U, u, X)) {
+          yes = no - step;
+          break;
+        }
+        no -= step;
+      }
+    }
+    for (int64_t len = no - yes; len > 1;) {
       const int64_t half = len / 2;
-      base = ws_.ys[base + half - 1] <= U ? base + half : base;
+      yes = holds(c, yes + half, U, u, X) ? yes + half : yes;
       len -= half;
     }
-    return base;
+    return yes;
   }
 
   // Mass the budget lets the other classes give: beta - max(0, y_t - L).
@@ -437,29 +482,17 @@ class MgwRow {
 
   // Number of cheapest classes (among the u uncut) filled to U by mass I: the
   // last a in [0, u] that fills() (room grows with a). The a0 = I / U cheapest
-  // have room at most a0 U <= I (values are >= 0), and the answer is mostly
-  // just above a0: gallop up from there, then bisect.
+  // have room at most a0 U <= I (values are >= 0), so the search starts at a0
+  // or the last answer, whichever is higher.
   MGF_HD int64_t fill_count(double U, int64_t u, double I, bool strict) const {
-    int64_t base = 0;  // fills, or 0
+    int64_t hint = hint_fill_;
     if (U > 0.0) {
       const double guess = I / U;
       const int64_t a0 = guess >= double(u) ? u : (guess > 0.0 ? int64_t(guess) : 0);
-      if (a0 > 0 && fills(a0, U, I, strict)) base = a0;
+      if (a0 > hint) hint = a0;
     }
-    int64_t end = u + 1;  // the answer is in [base, end)
-    for (int64_t step = 1; base + step < end; step *= 2) {
-      if (!fills(base + step, U, I, strict)) {
-        end = base + step;
-        break;
-      }
-      base += step;
-    }
-    for (int64_t len = end - base; len > 1;) {
-      const int64_t half = len / 2;
-      base = fills(base + half, U, I, strict) ? base + half : base;
-      len -= half;
-    }
-    return base;
+    hint_fill_ = last_count(strict ? kFillStrict : kFill, u, hint, U, u, I);
+    return hint_fill_;
   }
 
   // Mass taken when the d most expensive classes are drained to 0 and the
@@ -473,13 +506,8 @@ class MgwRow {
   // Number of classes fully drained to give T: the fewest, so classes with no
   // mass left to give are not counted (they may be receiving).
   MGF_HD int64_t drain_count(double U, int64_t u, double T) const {
-    int64_t base = 0, len = n_ + 1;
-    while (len > 1) {
-      const int64_t half = len / 2;
-      base = drained(base + half, U, u) < T ? base + half : base;
-      len -= half;
-    }
-    return base;
+    hint_drain_ = last_count(kDrain, n_, hint_drain_, U, u, T);
+    return hint_drain_;
   }
 
   // Right slope V'(L+) of the optimal value as a function of the level.
@@ -725,6 +753,7 @@ class MgwRow {
   double yt_, ct_, rho_, log_shift_;
   int64_t half_;
   mutable int64_t bottom_, top_;  // cost cache frontiers, kept over solve() calls
+  mutable int64_t hint_upper_ = INT64_MAX, hint_fill_ = 0, hint_drain_ = 0;  // the counts' last answers
   // Per solve.
   double m_ = 0.0, beta_ = 0.0, lo_ = 0.0, hi_ = 0.0;
   // Fixed over the bracket once the search has narrowed it enough.
