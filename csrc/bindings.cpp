@@ -263,12 +263,29 @@ py::array_t<int32_t> mgw_heap_sort_order(const py::array& y) {
   return order;
 }
 
+// mgw_log of each value, by the portable function or the CPU's SIMD block
+// log (for the tests: both must give the same bits).
+py::array_t<double> mgw_logs(const py::array& values, bool simd) {
+  const int64_t n = values.size();
+  const double* vp = in_ptr<double>(values, n, "values");
+  py::array_t<double> out(n);
+  double* op = out.mutable_data();
+  if (simd) {
+    if (!mgf::mgw_cpu_simd()) throw std::invalid_argument("simd: this CPU/build has no SIMD block log");
+    mgf::mgw_cpu_logs(vp, n, 0.0, op);
+  } else {
+    for (int64_t i = 0; i < n; ++i) op[i] = mgf::mgw_log(vp[i] + 0.0);
+  }
+  return out;
+}
+
 void bind_mgw(py::module_& m) {
   m.def("mgw_solve_f32", &mgw_solve<float>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
         py::arg("sum_tol"), py::arg("out"), py::arg("feasible"), py::arg("simd") = true);
   m.def("mgw_solve_f64", &mgw_solve<double>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
         py::arg("sum_tol"), py::arg("out"), py::arg("feasible"), py::arg("simd") = true);
   m.def("mgw_cpu_simd", &mgf::mgw_cpu_simd);
+  m.def("mgw_logs", &mgw_logs, py::arg("values"), py::arg("simd"));
   m.def(
       "mgw_cuda_workspace",
       [](int64_t B, int64_t C) {

@@ -196,6 +196,29 @@ def near_tie_rows(C: int, count: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.skipif(not mgf._C.mgw_cpu_simd(), reason="this CPU has no AVX-512 row preparation")
+def test_simd_block_log_gives_the_portable_logs_bits():
+    # The CPU fills costs with a SIMD copy of mgw_log (fdlibm's log): every
+    # branch of it (subnormals, |f| < 2^-20, both polynomial tails, k = 0 or
+    # not) must give the portable function's bits.
+    rng = np.random.default_rng(3)
+    special = [5e-324, 1e-310, 2.2250738585072014e-308, 2.2250738585072009e-308, 0.5, 1.0, 2.0, 2.0**-1000,
+               np.sqrt(0.5), np.sqrt(2.0), 1e-6, 1.000001, 0.999999, 1e300, np.finfo(np.float64).max]
+    ones = 1.0 + rng.integers(-2**12, 2**12, 200) * 2.0**-52  # k = 0, |f| tiny
+    powers = np.ldexp(1.0 + rng.integers(-8, 8, 200) * 2.0**-52, rng.integers(-1074, 1023, 200))
+    high = np.array([0x6147A, 0x6B851, 0x95F64, 0x6A09E, 0xFFFFE, 0xFFFFF, 0x00001, 0x00002], dtype=np.uint64)
+    words = (high[:, None] + np.arange(-2, 3, dtype=np.int64).astype(np.uint64)[None, :]) & np.uint64(0xFFFFF)
+    exps = rng.integers(1, 2046, words.size).astype(np.uint64)
+    edges = ((exps << np.uint64(52)) | (words.ravel() << np.uint64(32)) | rng.integers(0, 2**32, words.size).astype(np.uint64))
+    values = np.concatenate([special, ones, powers, edges.view(np.float64), rng.random(1000), rng.random(1000) * 1e-6,
+                             np.ldexp(rng.random(300), -1060)])
+    assert np.all(values > 0) and np.all(np.isfinite(values))
+    simd = mgf._C.mgw_logs(values, True)
+    portable = mgf._C.mgw_logs(values, False)
+    np.testing.assert_array_equal(simd.view(np.uint64), portable.view(np.uint64))
+    np.testing.assert_allclose(portable, np.log(values), rtol=4e-16, atol=0)
+
+
+@pytest.mark.skipif(not mgf._C.mgw_cpu_simd(), reason="this CPU has no AVX-512 row preparation")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C", [2, 3, 7, 8, 9, 10, 16, 17, 33, 64, 65, 100, 128, 129, 255, 256, 257, 1000])
 def test_simd_and_portable_row_preparation_agree_bit_for_bit(dtype, C):

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 #include <cstring>
 #include <vector>
 
@@ -151,6 +152,9 @@ int32_t solve_row(const T* y, int64_t C, double sum_tol, const double* eps, int6
   const int32_t code = prepare_row(y, C, sum_tol, simd, &top, &row_sum, s, ws);
   if (code != kRowOk) return code;
   MgwRow row(ws, n, double(y[top]), log_shift, row_sum);
+#if defined(MGF_MGW_X86_SIMD)
+  if (simd) row.use_log_block(mgw_avx512::logs);
+#endif
   for (int64_t e = 0; e < E; ++e) {
     T* x = out + e * C;
     double level = 0.0;
@@ -173,6 +177,17 @@ bool mgw_cpu_simd() {
 #else
   return false;
 #endif
+}
+
+void mgw_cpu_logs(const double* ys, int64_t count, double shift, double* out) {
+#if defined(MGF_MGW_X86_SIMD)
+  if (mgw_cpu_simd()) return mgw_avx512::logs(ys, count, shift, out);
+#endif
+  (void)ys;
+  (void)count;
+  (void)shift;
+  (void)out;
+  throw std::logic_error("mgw_cpu_logs: no SIMD block log on this CPU/build");
 }
 
 template <typename T>

@@ -196,6 +196,70 @@ inline __m512d load_row(const float* y, __mmask8 m) {
   return _mm512_cvtps_pd(_mm512_castps512_ps256(_mm512_maskz_loadu_ps(__mmask16(m), y)));
 }
 
+// mgw_log (fdlibm's __ieee754_log) on 8 lanes: the same operations in the same
+// order; every branch is computed and each lane takes its own.
+inline __m512d log8(__m512d v) {
+  const __m512d ln2_hi = _mm512_set1_pd(6.93147180369123816490e-01);
+  const __m512d ln2_lo = _mm512_set1_pd(1.90821492927058770002e-10);
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
+  const __m512i izero = _mm512_setzero_si512();
+  __m512i hx = _mm512_srli_epi64(_mm512_castpd_si512(v), 32);
+  const __mmask8 subnormal = _mm512_cmplt_epi64_mask(hx, _mm512_set1_epi64(0x00100000));
+  v = _mm512_mask_mul_pd(v, subnormal, v, _mm512_set1_pd(1.80143985094819840000e+16));
+  __m512i k = _mm512_maskz_mov_epi64(subnormal, _mm512_set1_epi64(-54));
+  const __m512i bits = _mm512_castpd_si512(v);
+  hx = _mm512_srli_epi64(bits, 32);
+  k = _mm512_add_epi64(k, _mm512_sub_epi64(_mm512_srli_epi64(hx, 20), _mm512_set1_epi64(1023)));
+  hx = _mm512_and_si512(hx, _mm512_set1_epi64(0x000fffff));
+  const __m512i i = _mm512_and_si512(_mm512_add_epi64(hx, _mm512_set1_epi64(0x95f64)), _mm512_set1_epi64(0x100000));
+  const __m512i high = _mm512_or_si512(hx, _mm512_xor_si512(i, _mm512_set1_epi64(0x3ff00000)));
+  v = _mm512_castsi512_pd(_mm512_or_si512(_mm512_slli_epi64(high, 32),
+                                          _mm512_and_si512(bits, _mm512_set1_epi64(0xffffffffll))));
+  k = _mm512_add_epi64(k, _mm512_srli_epi64(i, 20));
+  const __m512d f = _mm512_sub_pd(v, one);
+  const __m512d dk = _mm512_cvtepi32_pd(_mm512_cvtepi64_epi32(k));
+  const __mmask8 k0 = _mm512_cmpeq_epi64_mask(k, izero);
+  const __m512d dk_hi = _mm512_mul_pd(dk, ln2_hi), dk_lo = _mm512_mul_pd(dk, ln2_lo);
+  // |f| < 2^-20.
+  const __mmask8 tiny = _mm512_cmplt_epi64_mask(
+      _mm512_and_si512(_mm512_add_epi64(hx, _mm512_set1_epi64(2)), _mm512_set1_epi64(0x000fffff)), _mm512_set1_epi64(3));
+  const __mmask8 f0 = _mm512_cmp_pd_mask(f, zero, _CMP_EQ_OQ);
+  const __m512d tiny_zero = _mm512_mask_blend_pd(k0, _mm512_add_pd(dk_hi, dk_lo), zero);
+  const __m512d Rt = _mm512_mul_pd(_mm512_mul_pd(f, f),
+                                   _mm512_sub_pd(_mm512_set1_pd(0.5), _mm512_mul_pd(_mm512_set1_pd(0.33333333333333333), f)));
+  const __m512d tiny_f = _mm512_mask_blend_pd(k0, _mm512_sub_pd(dk_hi, _mm512_sub_pd(_mm512_sub_pd(Rt, dk_lo), f)),
+                                              _mm512_sub_pd(f, Rt));
+  // The general case.
+  const __m512d s = _mm512_div_pd(f, _mm512_add_pd(_mm512_set1_pd(2.0), f));
+  const __m512d z = _mm512_mul_pd(s, s);
+  const __m512d w = _mm512_mul_pd(z, z);
+  const auto c = [](double x) { return _mm512_set1_pd(x); };
+  const __m512d t1 = _mm512_mul_pd(
+      w, _mm512_add_pd(c(3.999999999940941908e-01),
+                       _mm512_mul_pd(w, _mm512_add_pd(c(2.222219843214978396e-01), _mm512_mul_pd(w, c(1.531383769920937332e-01))))));
+  const __m512d t2 = _mm512_mul_pd(
+      z, _mm512_add_pd(
+             c(6.666666666666735130e-01),
+             _mm512_mul_pd(w, _mm512_add_pd(c(2.857142874366239149e-01),
+                                            _mm512_mul_pd(w, _mm512_add_pd(c(1.818357216161805012e-01),
+                                                                           _mm512_mul_pd(w, c(1.479819860511658591e-01))))))));
+  const __m512d R = _mm512_add_pd(t2, t1);
+  const __mmask8 wide = _mm512_cmpgt_epi64_mask(
+      _mm512_or_si512(_mm512_sub_epi64(hx, _mm512_set1_epi64(0x6147a)), _mm512_sub_epi64(_mm512_set1_epi64(0x6b851), hx)),
+      izero);
+  const __m512d hfsq = _mm512_mul_pd(_mm512_mul_pd(_mm512_set1_pd(0.5), f), f);
+  const __m512d shr = _mm512_mul_pd(s, _mm512_add_pd(hfsq, R));
+  const __m512d wide_r = _mm512_mask_blend_pd(
+      k0, _mm512_sub_pd(dk_hi, _mm512_sub_pd(_mm512_sub_pd(hfsq, _mm512_add_pd(shr, dk_lo)), f)),
+      _mm512_sub_pd(f, _mm512_sub_pd(hfsq, shr)));
+  const __m512d sfr = _mm512_mul_pd(s, _mm512_sub_pd(f, R));
+  const __m512d narrow_r = _mm512_mask_blend_pd(k0, _mm512_sub_pd(dk_hi, _mm512_sub_pd(_mm512_sub_pd(sfr, dk_lo), f)),
+                                                _mm512_sub_pd(f, sfr));
+  __m512d out = _mm512_mask_blend_pd(wide, narrow_r, wide_r);
+  out = _mm512_mask_blend_pd(tiny, out, _mm512_mask_blend_pd(f0, tiny_f, tiny_zero));
+  return out;
+}
+
 // Lane sums of the row in its own dtype, as check_probability_row keeps them.
 struct CheckSum {
   __m512d d = _mm512_setzero_pd();
@@ -345,6 +409,14 @@ template int32_t prepare<float>(const float*, int64_t, double, int64_t*, double*
                                 double*);
 template int32_t prepare<double>(const double*, int64_t, double, int64_t*, double*, uint64_t*, double*, int32_t*,
                                  double*, double*);
+
+void logs(const double* ys, int64_t count, double shift, double* out) {
+  const __m512d add = _mm512_set1_pd(shift);
+  for (int64_t q = 0; q < count; q += 8) {
+    const __mmask8 m = tail_mask(count - q);
+    _mm512_mask_storeu_pd(out + q, m, log8(_mm512_add_pd(_mm512_maskz_loadu_pd(m, ys + q), add)));
+  }
+}
 
 }  // namespace mgw_avx512
 }  // namespace mgf

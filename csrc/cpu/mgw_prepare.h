@@ -32,5 +32,9 @@ template <typename T>
 int32_t prepare(const T* y, int64_t C, double sum_tol, int64_t* top, double* row_sum, uint64_t* keys, double* values,
                 int32_t* perm, double* ys, double* Y);
 
+// out[q] = mgw_log(ys[q] + shift) for q < count, eight at a time, with
+// mgw_log's bits (an MgwLogBlock).
+void logs(const double* ys, int64_t count, double shift, double* out);
+
 }  // namespace mgw_avx512
 }  // namespace mgf

@@ -18,7 +18,11 @@ template <typename T>
 BatchCheck mgw_solve(const T* x, int64_t B, int64_t C, double sum_tol, const double* eps, int64_t E, double margin,
                      double log_shift, T* out, bool* feasible, bool allow_simd = true);
 
-// Whether mgw_solve runs its AVX-512 row preparation on this CPU.
+// Whether mgw_solve runs its AVX-512 row preparation (and block logs) on this CPU.
 bool mgw_cpu_simd();
+
+// The SIMD block log: out[q] = mgw_log(ys[q] + shift) for q < count. Only
+// where mgw_cpu_simd().
+void mgw_cpu_logs(const double* ys, int64_t count, double shift, double* out);
 
 }  // namespace mgf

@@ -248,6 +248,12 @@ MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n) {
   }
 }
 
+// out[q] = mgw_log(ys[q] + shift) for q < count, with mgw_log's bits.
+using MgwLogBlock = void (*)(const double* ys, int64_t count, double shift, double* out);
+
+// With a block log, costs are filled this many at a time.
+constexpr int64_t kMgwLogBlock = 8;
+
 // The solver for one prepared row (workspace sorted, prefix sums filled);
 // solve() may be called for several (eps, margin) pairs.
 class MgwRow {
@@ -261,10 +267,17 @@ class MgwRow {
         log_shift_(log_shift),
         half_(n / 2),
         bottom_(0),
-        top_(n) {
+        top_(n),
+        valid_lo_(0),
+        valid_hi_(n) {
     ws_.Cc[0] = 0.0;
     ws_.Cc[n + 1] = 0.0;
   }
+
+  // On the CPU, with a contiguous workspace: a function that computes
+  // out[q] = mgw_log(ys[q] + shift) for q < count with the same bits (SIMD),
+  // used to fill the costs a block at a time.
+  void use_log_block(MgwLogBlock fn) { log_block_ = fn; }
 
   // Finds the optimal level L = x_t; false when the LP is infeasible.
   MGF_HD bool solve(double eps, double margin, double* level) {
@@ -353,31 +366,65 @@ class MgwRow {
   enum Family { kCut, kTop, kFreeFill, kFreePartial, kBoundFill, kBoundDrain, kSwitch };
 
   // Costs are computed only where the search needs them (mostly the few
-  // cheapest and most expensive classes). Cc[0..half] holds prefix sums from
-  // the bottom, filled up to bottom_, and Cc[i + 1] for i in [half, n] suffix
-  // sums from the top, filled down to top_. A range sum is always formed the
-  // same way from its ends, so its bits do not depend on what was cached.
+  // cheapest and most expensive classes): cs[q] holds cost q for q < valid_lo_
+  // and q >= valid_hi_. Cc[0..half] holds prefix sums from the bottom, filled
+  // up to bottom_ (<= valid_lo_), and Cc[i + 1] for i in [half, n] suffix sums
+  // from the top, filled down to top_ (>= valid_hi_). A range sum is always
+  // formed the same way from its ends, so its bits do not depend on what was
+  // cached. With a block log (CPU SIMD), the ends fill eight costs at a time.
   MGF_HD double cost(int64_t q) const {
-    if (q < bottom_ || q >= top_) return ws_.cs[q];
+    if (q < valid_lo_ || q >= valid_hi_) return ws_.cs[q];
     return mgw_log(ws_.ys[q] + log_shift_);
   }
 
-  MGF_HD double prefix_cost(int64_t i) const {  // sum of cs[0, i), i <= half
-    for (; bottom_ < i; ++bottom_) {
-      const double c = bottom_ >= top_ ? ws_.cs[bottom_] : mgw_log(ws_.ys[bottom_] + log_shift_);
-      ws_.cs[bottom_] = c;
-      ws_.Cc[bottom_ + 1] = ws_.Cc[bottom_] + c;
+  // Makes cs[q] valid for every q < i.
+  MGF_HD void valid_low(int64_t i) const {
+    if (i <= valid_lo_) return;
+    int64_t end = i;
+#if !defined(__CUDA_ARCH__)
+    if (log_block_) {
+      end = valid_lo_ + (i - valid_lo_ + kMgwLogBlock - 1) / kMgwLogBlock * kMgwLogBlock;
+      if (end > n_) end = n_;
+      const int64_t stop = end < valid_hi_ ? end : valid_hi_;
+      if (stop > valid_lo_) log_block_(&ws_.ys[valid_lo_], stop - valid_lo_, log_shift_, &ws_.cs[valid_lo_]);
+      valid_lo_ = end;
+      return;
     }
+#endif
+    for (; valid_lo_ < end; ++valid_lo_) {
+      if (valid_lo_ < valid_hi_) ws_.cs[valid_lo_] = mgw_log(ws_.ys[valid_lo_] + log_shift_);
+    }
+  }
+
+  // Makes cs[q] valid for every q >= i.
+  MGF_HD void valid_high(int64_t i) const {
+    if (i >= valid_hi_) return;
+    int64_t begin = i;
+#if !defined(__CUDA_ARCH__)
+    if (log_block_) {
+      begin = valid_hi_ - (valid_hi_ - i + kMgwLogBlock - 1) / kMgwLogBlock * kMgwLogBlock;
+      if (begin < 0) begin = 0;
+      const int64_t start = begin > valid_lo_ ? begin : valid_lo_;
+      if (valid_hi_ > start) log_block_(&ws_.ys[start], valid_hi_ - start, log_shift_, &ws_.cs[start]);
+      valid_hi_ = begin;
+      return;
+    }
+#endif
+    for (; valid_hi_ > begin; --valid_hi_) {
+      const int64_t q = valid_hi_ - 1;
+      if (q >= valid_lo_) ws_.cs[q] = mgw_log(ws_.ys[q] + log_shift_);
+    }
+  }
+
+  MGF_HD double prefix_cost(int64_t i) const {  // sum of cs[0, i), i <= half
+    valid_low(i);
+    for (; bottom_ < i; ++bottom_) ws_.Cc[bottom_ + 1] = ws_.Cc[bottom_] + ws_.cs[bottom_];
     return ws_.Cc[i];
   }
 
   MGF_HD double suffix_cost(int64_t i) const {  // sum of cs[i, n), i >= half
-    for (; top_ > i; --top_) {
-      const int64_t q = top_ - 1;
-      const double c = q < bottom_ ? ws_.cs[q] : mgw_log(ws_.ys[q] + log_shift_);
-      ws_.cs[q] = c;
-      ws_.Cc[q + 1] = ws_.Cc[q + 2] + c;
-    }
+    valid_high(i);
+    for (; top_ > i; --top_) ws_.Cc[top_] = ws_.Cc[top_ + 1] + ws_.cs[top_ - 1];
     return ws_.Cc[i + 1];
   }
 
@@ -753,6 +800,8 @@ class MgwRow {
   double yt_, ct_, rho_, log_shift_;
   int64_t half_;
   mutable int64_t bottom_, top_;  // cost cache frontiers, kept over solve() calls
+  mutable int64_t valid_lo_, valid_hi_;
+  MgwLogBlock log_block_ = nullptr;
   mutable int64_t hint_upper_ = INT64_MAX, hint_fill_ = 0, hint_drain_ = 0;  // the counts' last answers
   // Per solve.
   double m_ = 0.0, beta_ = 0.0, lo_ = 0.0, hi_ = 0.0;
