@@ -231,9 +231,10 @@ void bind_bayes_index(py::module_& m, const char* name) {
 
 // ----------------------------------------------------------------- ModelGuard-W
 
+// Checks and solves every row; returns the first bad row's check, like check_rows.
 template <typename T>
-void mgw_solve(const py::array& x, const py::array& eps, double margin, double log_shift, py::array& out,
-               py::array& feasible) {
+py::tuple mgw_solve(const py::array& x, const py::array& eps, double margin, double log_shift, double sum_tol,
+                    py::array& out, py::array& feasible, bool simd) {
   auto [B, C] = rows_cols(x);
   if (C < 1) throw std::invalid_argument("x: needs at least one column");
   const T* xp = in_ptr<T>(x, -1, "x");
@@ -241,8 +242,12 @@ void mgw_solve(const py::array& x, const py::array& eps, double margin, double l
   const double* ep = in_ptr<double>(eps, E, "eps");
   T* op = out_ptr<T>(out, B * E * C, "out");
   bool* fp = out_ptr<bool>(feasible, B * E, "feasible");
-  py::gil_scoped_release release;
-  mgf::mgw_solve(xp, B, C, ep, E, margin, log_shift, op, fp);
+  mgf::BatchCheck c;
+  {
+    py::gil_scoped_release release;
+    c = mgf::mgw_solve(xp, B, C, sum_tol, ep, E, margin, log_shift, op, fp, simd);
+  }
+  return check_tuple(c);
 }
 
 // The per-row sort of the CUDA kernel (the CPU sorts large rows another way),
@@ -258,11 +263,29 @@ py::array_t<int32_t> mgw_heap_sort_order(const py::array& y) {
   return order;
 }
 
+// mgw_log of each value, by the portable function or the CPU's SIMD block
+// log (for the tests: both must give the same bits).
+py::array_t<double> mgw_logs(const py::array& values, bool simd) {
+  const int64_t n = values.size();
+  const double* vp = in_ptr<double>(values, n, "values");
+  py::array_t<double> out(n);
+  double* op = out.mutable_data();
+  if (simd) {
+    if (!mgf::mgw_cpu_simd()) throw std::invalid_argument("simd: this CPU/build has no SIMD block log");
+    mgf::mgw_cpu_logs(vp, n, 0.0, op);
+  } else {
+    for (int64_t i = 0; i < n; ++i) op[i] = mgf::mgw_log(vp[i] + 0.0);
+  }
+  return out;
+}
+
 void bind_mgw(py::module_& m) {
   m.def("mgw_solve_f32", &mgw_solve<float>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
-        py::arg("out"), py::arg("feasible"));
+        py::arg("sum_tol"), py::arg("out"), py::arg("feasible"), py::arg("simd") = true);
   m.def("mgw_solve_f64", &mgw_solve<double>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
-        py::arg("out"), py::arg("feasible"));
+        py::arg("sum_tol"), py::arg("out"), py::arg("feasible"), py::arg("simd") = true);
+  m.def("mgw_cpu_simd", &mgf::mgw_cpu_simd);
+  m.def("mgw_logs", &mgw_logs, py::arg("values"), py::arg("simd"));
   m.def(
       "mgw_cuda_workspace",
       [](int64_t B, int64_t C) {

@@ -17,6 +17,8 @@ DEFAULT_SUM_TOL = 1e-3
 
 def real_number(value, name: str) -> float:
     """`value` as a float; TypeError unless it is a real number (bools refused), ValueError if not finite."""
+    if type(value) is float and math.isfinite(value):  # the common case, without the slow ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
     value = float(value)

@@ -131,7 +131,7 @@ def assert_ties_broken_by_index(x: np.ndarray, y: np.ndarray) -> None:
         assert np.all(np.diff(x[group]) <= 0), (value, group, x[group])
 
 
-@pytest.mark.parametrize("C", [12, 120])  # the heapsort and the radix sort paths
+@pytest.mark.parametrize("C", [12, 120])  # heapsort / radix sort, or the AVX-512 sort where the CPU has it
 def test_ties_broken_by_class_index(C):
     # Every class but the top costs the same, so the optimum is not unique:
     # the mass the top class gives goes to the lowest class index.
@@ -173,11 +173,103 @@ def test_one_hot_rows(C):
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 1000, 3001])
 def test_gpu_heap_sort_orders_by_value_then_index(n):
-    # The CUDA kernel sorts every row with this heapsort; the CPU uses it below
-    # 64 classes and a radix sort above, so both must give this order.
+    # The CUDA kernel sorts every row with this heapsort; the CPU's portable path
+    # uses it below 64 classes and a radix sort above (its AVX-512 path a sort of
+    # packed keys, checked against the portable path below), so all give this order.
     rng = np.random.default_rng(n)
     for y in (rng.random(n), rng.choice([0.0, 0.1, 0.25, 1e-300], size=n), np.zeros(n)):
         np.testing.assert_array_equal(mgf._C.mgw_heap_sort_order(y), np.lexsort((np.arange(n), y)))
+
+
+def near_tie_rows(C: int, count: int, seed: int) -> np.ndarray:
+    """Rows whose values agree in all but their last few bits (and some exact
+    ties, zeros and -0.0): the CPU's packed-key sort must fix their order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        y = rng.choice([1e-3, 0.004, 0.03], size=C) * (1.0 + rng.integers(0, 600, C) * 2.0**-52)
+        y[rng.integers(C)] = 0.5
+        if i % 3 == 1:
+            y[rng.random(C) < 0.2] = -0.0
+        rows.append(y / y.sum())
+    return np.asarray(rows)
+
+
+@pytest.mark.skipif(not mgf._C.mgw_cpu_simd(), reason="this CPU has no AVX-512 row preparation")
+def test_simd_block_log_gives_the_portable_logs_bits():
+    # The CPU fills costs with a SIMD copy of mgw_log (fdlibm's log): every
+    # branch of it (subnormals, |f| < 2^-20, both polynomial tails, k = 0 or
+    # not) must give the portable function's bits.
+    rng = np.random.default_rng(3)
+    special = [5e-324, 1e-310, 2.2250738585072014e-308, 2.2250738585072009e-308, 0.5, 1.0, 2.0, 2.0**-1000,
+               np.sqrt(0.5), np.sqrt(2.0), 1e-6, 1.000001, 0.999999, 1e300, np.finfo(np.float64).max]
+    ones = 1.0 + rng.integers(-2**12, 2**12, 200) * 2.0**-52  # k = 0, |f| tiny
+    powers = np.ldexp(1.0 + rng.integers(-8, 8, 200) * 2.0**-52, rng.integers(-1074, 1023, 200))
+    high = np.array([0x6147A, 0x6B851, 0x95F64, 0x6A09E, 0xFFFFE, 0xFFFFF, 0x00001, 0x00002], dtype=np.uint64)
+    words = (high[:, None] + np.arange(-2, 3, dtype=np.int64).astype(np.uint64)[None, :]) & np.uint64(0xFFFFF)
+    exps = rng.integers(1, 2046, words.size).astype(np.uint64)
+    edges = ((exps << np.uint64(52)) | (words.ravel() << np.uint64(32)) | rng.integers(0, 2**32, words.size).astype(np.uint64))
+    values = np.concatenate([special, ones, powers, edges.view(np.float64), rng.random(1000), rng.random(1000) * 1e-6,
+                             np.ldexp(rng.random(300), -1060)])
+    assert np.all(values > 0) and np.all(np.isfinite(values))
+    simd = mgf._C.mgw_logs(values, True)
+    portable = mgf._C.mgw_logs(values, False)
+    np.testing.assert_array_equal(simd.view(np.uint64), portable.view(np.uint64))
+    np.testing.assert_allclose(portable, np.log(values), rtol=4e-16, atol=0)
+
+
+@pytest.mark.skipif(not mgf._C.mgw_cpu_simd(), reason="this CPU has no AVX-512 row preparation")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [2, 3, 7, 8, 9, 10, 16, 17, 33, 64, 65, 100, 128, 129, 255, 256, 257, 1000])
+def test_simd_and_portable_row_preparation_agree_bit_for_bit(dtype, C):
+    # The AVX-512 path (packed-key sort, SIMD row sum) must give the bits of
+    # the steps the GPU runs (heapsort, sequential prefix sums, the same lanes).
+    y = np.concatenate([sweep_rows(C, 60, seed=5000 + C), near_tie_rows(C, 30, seed=6000 + C)]).astype(dtype)
+    eps = np.array(EPS_GRID)
+    solve = mgf._C.mgw_solve_f32 if dtype == np.float32 else mgf._C.mgw_solve_f64
+    results = []
+    for simd in (True, False):
+        out = np.empty((y.shape[0], eps.size, C), dtype=dtype)
+        feasible = np.empty((y.shape[0], eps.size), dtype=np.bool_)
+        assert solve(y, eps, MARGIN, SHIFT, 1e-3, out, feasible, simd=simd)[0] == -1
+        results.append((out, feasible))
+    (x_simd, f_simd), (x_portable, f_portable) = results
+    np.testing.assert_array_equal(f_simd, f_portable)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(x_simd.view(bits), x_portable.view(bits))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [3, 100, 300])
+@pytest.mark.parametrize("bad", ["nan", "inf", "negative", "sum", "sum_edge", "huge"])
+def test_kernel_reports_the_first_bad_row_on_both_row_preparations(dtype, C, bad):
+    # The CPU kernel checks rows as it solves them; its verdict must not depend
+    # on the row preparation it runs.
+    y = sweep_rows(C, 200, seed=7000 + C).astype(dtype)
+    for row in (150, 170):
+        if bad == "nan":
+            y[row, 1] = np.nan
+        elif bad == "inf":
+            y[row, C - 1] = np.inf
+        elif bad == "negative":
+            y[row, C // 2] = -1e-30
+        elif bad == "sum":
+            y[row] *= 0.99
+        elif bad == "sum_edge":  # just past the tolerance in the row's own dtype
+            y[row, 0] += dtype(2e-3)
+        else:
+            y[row, 0] = np.finfo(dtype).max
+    eps = np.array([1.0])
+    solve = mgf._C.mgw_solve_f32 if dtype == np.float32 else mgf._C.mgw_solve_f64
+    checks = []
+    for simd in (True, False):
+        out = np.empty((200, 1, C), dtype=dtype)
+        feasible = np.empty((200, 1), dtype=np.bool_)
+        checks.append(solve(y, eps, MARGIN, SHIFT, 1e-3, out, feasible, simd=simd))
+    assert checks[0][0] == 150
+    np.testing.assert_equal(checks[0], checks[1])
+    np.testing.assert_equal(checks[0], mgf._C.check_rows_f32(y, 1e-3, np.empty(200, dtype=np.int64))
+                            if dtype == np.float32 else mgf._C.check_rows_f64(y, 1e-3, np.empty(200, dtype=np.int64)))
 
 
 @pytest.mark.parametrize("spread", [1e-9, 1e-5])

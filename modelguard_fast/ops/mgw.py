@@ -32,7 +32,7 @@ import numpy as np
 from .. import _C
 from .. import _arrays
 from .._backend import require_cuda
-from .._validation import DEFAULT_SUM_TOL, check_probability_rows, raise_for_device_row, real_number
+from .._validation import DEFAULT_SUM_TOL, raise_for_device_row, raise_row_error, real_number
 
 
 def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
@@ -42,7 +42,7 @@ def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
     """
     if isinstance(eps, bool):
         raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got {eps!r}")
-    if isinstance(eps, numbers.Real):
+    if type(eps) is float or isinstance(eps, numbers.Real):
         value = real_number(eps, name)
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
@@ -88,13 +88,18 @@ def check_sum_tol(sum_tol: Any, name: str = "sum_tol") -> float:
 
 def solve_cpu(x: np.ndarray, eps: np.ndarray, margin: float, log_shift: float,
               sum_tol: float) -> tuple[np.ndarray, np.ndarray]:
-    """Validated C-contiguous float32/float64 batch (B, C) -> x (B, E, C), feasible (B, E)."""
-    check_probability_rows(x, "probs", sum_tol)
+    """C-contiguous float32/float64 batch (B, C) -> x (B, E, C), feasible (B, E).
+
+    The kernel checks each row as it solves it (one pass over the batch) and
+    reports the first bad row, which is raised here.
+    """
     B, C = x.shape
     out = np.empty((B, eps.size, C), dtype=x.dtype)
     feasible = np.empty((B, eps.size), dtype=np.bool_)
     solve = _C.mgw_solve_f32 if x.dtype == np.float32 else _C.mgw_solve_f64
-    solve(x, eps, margin, log_shift, out, feasible)
+    row, code, col, value = solve(x, eps, margin, log_shift, sum_tol, out, feasible)
+    if row >= 0:
+        raise_row_error("probs", row, code, col, value, sum_tol)
     return out, feasible
 
 

@@ -24,6 +24,14 @@ enum RowStatus : int32_t {
   kRowBadSum = 3,
 };
 
+// First invalid row of a batch (row -1 when every row is valid).
+struct BatchCheck {
+  int64_t row = -1;
+  int32_t code = kRowOk;
+  int64_t col = -1;
+  double value = 0.0;
+};
+
 template <typename T>
 MGF_HD inline bool is_finite(T v) {
 #if defined(__CUDA_ARCH__)
@@ -125,7 +133,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     *bad_value = total;
     return kRowBadSum;
   }
-  for (k = 0; order_key(y[k]) != top_key; ++k) {
+  for (k = 0; k < C - 1 && order_key(y[k]) != top_key; ++k) {  // (none holds it only if all are -0.0)
   }
   *top = k;
   return kRowOk;

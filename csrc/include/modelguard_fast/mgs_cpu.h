@@ -8,14 +8,6 @@
 
 namespace mgf {
 
-// First invalid row of a batch (row -1 when every row is valid).
-struct BatchCheck {
-  int64_t row = -1;
-  int32_t code = kRowOk;
-  int64_t col = -1;
-  double value = 0.0;
-};
-
 // Validates every row and writes its top-1 class; parallel over rows.
 template <typename T>
 BatchCheck check_probability_rows(const T* x, int64_t B, int64_t C, double sum_tol, int64_t* top);

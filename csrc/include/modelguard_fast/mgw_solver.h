@@ -34,9 +34,16 @@
 // LP, so it sits at such an event or an end of the feasible interval.
 //
 // Cost: sorting is O(C log C); the search makes O(log C) slope evaluations of
-// O(log C) each (prefix sums and binary searches) and computes each log at
-// most once, lazily, so the whole solve is O(C log C). Exact up to float64
-// rounding: no iteration and no tolerance but the feasibility slack below.
+// O(log C) each (prefix sums and binary searches) and computes the logs it
+// needs lazily, so the whole solve is O(C log C). Confident rows mostly need
+// one slope evaluation: their optimum is the lowest feasible level, where the
+// top class gives the whole budget. Exact up to float64 rounding: no iteration
+// and no tolerance but the feasibility slack below.
+//
+// On the CPU, rows of 2 to 256 classes are checked, sorted and summed in one
+// AVX-512 pass where the CPU has it (csrc/cpu/mgw_avx512.cpp); it writes the
+// same bits as mgw_gather, mgw_heap_sort, mgw_prefix and mgw_row_sum below,
+// which the GPU runs.
 //
 // Rows that do not sum exactly to 1: the budget is taken as eps + |1 - sum y|,
 // the least that lets x be a distribution at all; for float64 rows that is
@@ -170,18 +177,41 @@ MGF_HD inline double mgw_log(double v) {
   return k == 0 ? f - s * (f - R) : dk * ln2_hi - ((s * (f - R) - dk * ln2_lo) - f);
 }
 
-// Row sum with Neumaier's compensation: rows that sum to 1 up to rounding
-// should not look short of mass by the rounding of a naive sum.
+// Row sum, compensated: rows that sum to 1 up to rounding should not look
+// short of mass by the rounding of a naive sum. Entry k goes to lane k mod 8;
+// each lane keeps its sum and the exact rounding errors (Knuth's TwoSum, no
+// branches), so the lanes run in parallel (SIMD on the CPU); mgw_lanes_total
+// then adds the lanes up in a fixed order.
+constexpr int kMgwSumLanes = 8;
+
+MGF_HD inline void mgw_two_sum(double& s, double& comp, double v) {
+  const double t = s + v;
+  const double vp = t - s;
+  comp += (s - (t - vp)) + (v - vp);
+  s = t;
+}
+
+MGF_HD inline double mgw_lanes_total(const double* s, const double* comp) {
+  double total = 0.0, c = 0.0;
+  for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(total, c, s[j]);
+  for (int j = 0; j < kMgwSumLanes; ++j) c += comp[j];
+  return total + c;
+}
+
 template <typename T>
 MGF_HD inline double mgw_row_sum(const T* y, int64_t C) {
-  double s = 0.0, comp = 0.0;
-  for (int64_t k = 0; k < C; ++k) {
-    const double v = double(y[k]);
-    const double t = s + v;
-    comp += abs_value(s) >= abs_value(v) ? (s - t) + v : (v - t) + s;
-    s = t;
+  double s[kMgwSumLanes], comp[kMgwSumLanes];
+  for (int j = 0; j < kMgwSumLanes; ++j) s[j] = comp[j] = 0.0;
+  int64_t k = 0;
+  for (; k + kMgwSumLanes <= C; k += kMgwSumLanes) {
+    MGF_UNROLL
+    for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(s[j], comp[j], double(y[k + j]));
   }
-  return s + comp;
+  MGF_UNROLL
+  for (int j = 0; j < kMgwSumLanes; ++j) {
+    if (k + j < C) mgw_two_sum(s[j], comp[j], double(y[k + j]));
+  }
+  return mgw_lanes_total(s, comp);
 }
 
 // Copies the classes other than t into ws.ys / ws.perm, unsorted.
@@ -196,15 +226,33 @@ MGF_HD inline void mgw_gather(const T* y, int64_t C, int64_t t, const MgwWorkspa
   }
 }
 
-// Prefix sums of the sorted values.
+// Prefix sums of the sorted values, in blocks of kMgwPrefixBlock: within a
+// block a running local sum, each added to the sum of the blocks before, so
+// the chain of dependent additions is short (the CPU runs the blocks in SIMD).
+// Still non-decreasing (every rounding is monotone), and Y[8 b] is exactly
+// the base that block b's entries are added to.
+constexpr int kMgwPrefixBlock = 8;
+
 MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n) {
-  double sy = 0.0;
+  double base = 0.0;
   ws.Y[0] = 0.0;
-  for (int64_t q = 0; q < n; ++q) {
-    sy += ws.ys[q];
-    ws.Y[q + 1] = sy;
+  for (int64_t b = 0; b < n; b += kMgwPrefixBlock) {
+    double local = 0.0;
+    double end = base;
+    for (int64_t q = b; q < b + kMgwPrefixBlock && q < n; ++q) {
+      local = q == b ? ws.ys[q] : local + ws.ys[q];
+      end = base + local;
+      ws.Y[q + 1] = end;
+    }
+    base = end;
   }
 }
+
+// out[q] = mgw_log(ys[q] + shift) for q < count, with mgw_log's bits.
+using MgwLogBlock = void (*)(const double* ys, int64_t count, double shift, double* out);
+
+// With a block log, costs are filled this many at a time.
+constexpr int64_t kMgwLogBlock = 8;
 
 // The solver for one prepared row (workspace sorted, prefix sums filled);
 // solve() may be called for several (eps, margin) pairs.
@@ -219,10 +267,17 @@ class MgwRow {
         log_shift_(log_shift),
         half_(n / 2),
         bottom_(0),
-        top_(n) {
+        top_(n),
+        valid_lo_(0),
+        valid_hi_(n) {
     ws_.Cc[0] = 0.0;
     ws_.Cc[n + 1] = 0.0;
   }
+
+  // On the CPU, with a contiguous workspace: a function that computes
+  // out[q] = mgw_log(ys[q] + shift) for q < count with the same bits (SIMD),
+  // used to fill the costs a block at a time.
+  void use_log_block(MgwLogBlock fn) { log_block_ = fn; }
 
   // Finds the optimal level L = x_t; false when the LP is infeasible.
   MGF_HD bool solve(double eps, double margin, double* level) {
@@ -240,7 +295,14 @@ class MgwRow {
       *level = La;
       return true;
     }
-    // The minimiser is in [lo, hi]; the search moves lo only to levels where
+    // Most often (confident predictions) the lowest level is where the top
+    // class gives the whole budget, and V rises from there: one slope (with
+    // few costs, the level being high) settles it.
+    if (La == yt_ - beta_ && slope(La) >= 0.0) {
+      *level = La;
+      return true;
+    }
+    // The minimiser is in (lo, hi]; the search moves lo only to levels where
     // the slope is negative, and finish() settles whether it is lo itself.
     lo_ = La;
     hi_ = Lb;
@@ -304,31 +366,65 @@ class MgwRow {
   enum Family { kCut, kTop, kFreeFill, kFreePartial, kBoundFill, kBoundDrain, kSwitch };
 
   // Costs are computed only where the search needs them (mostly the few
-  // cheapest and most expensive classes). Cc[0..half] holds prefix sums from
-  // the bottom, filled up to bottom_, and Cc[i + 1] for i in [half, n] suffix
-  // sums from the top, filled down to top_. A range sum is always formed the
-  // same way from its ends, so its bits do not depend on what was cached.
+  // cheapest and most expensive classes): cs[q] holds cost q for q < valid_lo_
+  // and q >= valid_hi_. Cc[0..half] holds prefix sums from the bottom, filled
+  // up to bottom_ (<= valid_lo_), and Cc[i + 1] for i in [half, n] suffix sums
+  // from the top, filled down to top_ (>= valid_hi_). A range sum is always
+  // formed the same way from its ends, so its bits do not depend on what was
+  // cached. With a block log (CPU SIMD), the ends fill eight costs at a time.
   MGF_HD double cost(int64_t q) const {
-    if (q < bottom_ || q >= top_) return ws_.cs[q];
+    if (q < valid_lo_ || q >= valid_hi_) return ws_.cs[q];
     return mgw_log(ws_.ys[q] + log_shift_);
   }
 
-  MGF_HD double prefix_cost(int64_t i) const {  // sum of cs[0, i), i <= half
-    for (; bottom_ < i; ++bottom_) {
-      const double c = bottom_ >= top_ ? ws_.cs[bottom_] : mgw_log(ws_.ys[bottom_] + log_shift_);
-      ws_.cs[bottom_] = c;
-      ws_.Cc[bottom_ + 1] = ws_.Cc[bottom_] + c;
+  // Makes cs[q] valid for every q < i.
+  MGF_HD void valid_low(int64_t i) const {
+    if (i <= valid_lo_) return;
+    int64_t end = i;
+#if !defined(__CUDA_ARCH__)
+    if (log_block_) {
+      end = valid_lo_ + (i - valid_lo_ + kMgwLogBlock - 1) / kMgwLogBlock * kMgwLogBlock;
+      if (end > n_) end = n_;
+      const int64_t stop = end < valid_hi_ ? end : valid_hi_;
+      if (stop > valid_lo_) log_block_(&ws_.ys[valid_lo_], stop - valid_lo_, log_shift_, &ws_.cs[valid_lo_]);
+      valid_lo_ = end;
+      return;
     }
+#endif
+    for (; valid_lo_ < end; ++valid_lo_) {
+      if (valid_lo_ < valid_hi_) ws_.cs[valid_lo_] = mgw_log(ws_.ys[valid_lo_] + log_shift_);
+    }
+  }
+
+  // Makes cs[q] valid for every q >= i.
+  MGF_HD void valid_high(int64_t i) const {
+    if (i >= valid_hi_) return;
+    int64_t begin = i;
+#if !defined(__CUDA_ARCH__)
+    if (log_block_) {
+      begin = valid_hi_ - (valid_hi_ - i + kMgwLogBlock - 1) / kMgwLogBlock * kMgwLogBlock;
+      if (begin < 0) begin = 0;
+      const int64_t start = begin > valid_lo_ ? begin : valid_lo_;
+      if (valid_hi_ > start) log_block_(&ws_.ys[start], valid_hi_ - start, log_shift_, &ws_.cs[start]);
+      valid_hi_ = begin;
+      return;
+    }
+#endif
+    for (; valid_hi_ > begin; --valid_hi_) {
+      const int64_t q = valid_hi_ - 1;
+      if (q >= valid_lo_) ws_.cs[q] = mgw_log(ws_.ys[q] + log_shift_);
+    }
+  }
+
+  MGF_HD double prefix_cost(int64_t i) const {  // sum of cs[0, i), i <= half
+    valid_low(i);
+    for (; bottom_ < i; ++bottom_) ws_.Cc[bottom_ + 1] = ws_.Cc[bottom_] + ws_.cs[bottom_];
     return ws_.Cc[i];
   }
 
   MGF_HD double suffix_cost(int64_t i) const {  // sum of cs[i, n), i >= half
-    for (; top_ > i; --top_) {
-      const int64_t q = top_ - 1;
-      const double c = q < bottom_ ? ws_.cs[q] : mgw_log(ws_.ys[q] + log_shift_);
-      ws_.cs[q] = c;
-      ws_.Cc[q + 1] = ws_.Cc[q + 2] + c;
-    }
+    valid_high(i);
+    for (; top_ > i; --top_) ws_.Cc[top_] = ws_.Cc[top_ + 1] + ws_.cs[top_ - 1];
     return ws_.Cc[i + 1];
   }
 
@@ -340,14 +436,59 @@ class MgwRow {
 
   // Number of other classes with y <= U (not cut at level U + margin).
   MGF_HD int64_t upper_count(double U) const {
-    // Branch-free binary search: the last i in [0, n] with i == 0 or ys[i - 1] <= U.
-    int64_t base = 0, len = n_ + 1;
-    while (len > 1) {
+    hint_upper_ = last_count(kUpper, n_, hint_upper_, U, 0, 0.0);
+    return hint_upper_;
+  }
+
+  // What the counts below search for: a property of the first i classes (of
+  // the cheapest, or of the most expensive for kDrain) that holds for i = 0
+  // and is monotone in i (true, then false).
+  enum Count { kUpper, kFill, kFillStrict, kDrain };
+
+  MGF_HD bool holds(Count c, int64_t i, double U, int64_t u, double X) const {
+    switch (c) {
+      case kUpper:
+        return ws_.ys[i - 1] <= U;
+      case kFill:
+        return fills(i, U, X, false);
+      case kFillStrict:
+        return fills(i, U, X, true);
+      default:
+        return drained(i, U, u) < X;
+    }
+  }
+
+  // The last i in [0, hi] where holds() (true at 0, not evaluated there),
+  // searched out from `hint` by galloping, then bisecting. Within a row the
+  // levels asked about draw together, so the answer is mostly near the last.
+  MGF_HD int64_t last_count(Count c, int64_t hi, int64_t hint, double U, int64_t u, double X) const {
+    hint = hint < 0 ? 0 : (hint > hi ? hi : hint);
+    int64_t yes = 0, no = hi + 1;  // holds at yes; the answer is below no
+    if (hint == 0 || holds(c, hint, U, u, X)) {
+      yes = hint;
+      for (int64_t step = 1; yes + step < no; step *= 2) {
+        if (!holds(c, yes + step, U, u, X)) {
+          no = yes + step;
+          break;
+        }
+        yes += step;
+      }
+    } else {
+      no = hint;
+      for (int64_t step = 1; no - step > 0; step *= 2) {
+        if (holds(c, no - step, U, u, X)) {
+          yes = no - step;
+          break;
+        }
+        no -= step;
+      }
+    }
+    for (int64_t len = no - yes; len > 1;) {
       const int64_t half = len / 2;
-      base = ws_.ys[base + half - 1] <= U ? base + half : base;
+      yes = holds(c, yes + half, U, u, X) ? yes + half : yes;
       len -= half;
     }
-    return base;
+    return yes;
   }
 
   // Mass the budget lets the other classes give: beta - max(0, y_t - L).
@@ -380,17 +521,25 @@ class MgwRow {
     return v;
   }
 
-  // Number of cheapest classes (among the u uncut) filled to U by mass I.
+  // Do the a cheapest classes have room for at most I (less than I if strict)?
+  MGF_HD bool fills(int64_t a, double U, double I, bool strict) const {
+    const double room = double(a) * U - ws_.Y[a];
+    return strict ? room < I : room <= I;
+  }
+
+  // Number of cheapest classes (among the u uncut) filled to U by mass I: the
+  // last a in [0, u] that fills() (room grows with a). The a0 = I / U cheapest
+  // have room at most a0 U <= I (values are >= 0), so the search starts at a0
+  // or the last answer, whichever is higher.
   MGF_HD int64_t fill_count(double U, int64_t u, double I, bool strict) const {
-    int64_t base = 0, len = u + 1;
-    while (len > 1) {
-      const int64_t half = len / 2;
-      const int64_t a = base + half;
-      const double room = double(a) * U - ws_.Y[a];
-      base = (strict ? room < I : room <= I) ? a : base;
-      len -= half;
+    int64_t hint = hint_fill_;
+    if (U > 0.0) {
+      const double guess = I / U;
+      const int64_t a0 = guess >= double(u) ? u : (guess > 0.0 ? int64_t(guess) : 0);
+      if (a0 > hint) hint = a0;
     }
-    return base;
+    hint_fill_ = last_count(strict ? kFillStrict : kFill, u, hint, U, u, I);
+    return hint_fill_;
   }
 
   // Mass taken when the d most expensive classes are drained to 0 and the
@@ -404,13 +553,8 @@ class MgwRow {
   // Number of classes fully drained to give T: the fewest, so classes with no
   // mass left to give are not counted (they may be receiving).
   MGF_HD int64_t drain_count(double U, int64_t u, double T) const {
-    int64_t base = 0, len = n_ + 1;
-    while (len > 1) {
-      const int64_t half = len / 2;
-      base = drained(base + half, U, u) < T ? base + half : base;
-      len -= half;
-    }
-    return base;
+    hint_drain_ = last_count(kDrain, n_, hint_drain_, U, u, T);
+    return hint_drain_;
   }
 
   // Right slope V'(L+) of the optimal value as a function of the level.
@@ -538,9 +682,14 @@ class MgwRow {
   // Shrinks [lo, hi] so no event of the family lies strictly inside. The
   // search gallops down from the highest events: optima mostly sit at high
   // levels (few classes filled or drained), where slopes need the fewest costs.
-  MGF_HD void narrow(Family f, int64_t count) {
-    int64_t a = 0, b = count;  // the first index whose event is at or right of the minimiser is in [a, b]
-    for (int64_t step = 1; b > a;) {
+  MGF_HD void narrow(Family f, int64_t count) { narrow(f, count, 0, count, true); }
+
+  // The same, knowing that the events below `first` are at or left of lo and
+  // those from `last` on at or right of hi; without `gallop`, a plain
+  // binary search over [first, last).
+  MGF_HD void narrow(Family f, int64_t count, int64_t first, int64_t last, bool gallop) {
+    int64_t a = first, b = last;  // the first index whose event is at or right of the minimiser is in [a, b]
+    for (int64_t step = 1; gallop && b > a;) {
       const int64_t probe = b - step > a ? b - step : a;
       if (!at_or_right_of_minimiser(candidate(f, probe))) {
         a = probe + 1;
@@ -562,6 +711,26 @@ class MgwRow {
       const double c = candidate(f, a - 1);
       if (lo_ < c && c < hi_) lo_ = c;
     }
+  }
+
+  // Is the kFreeFill event of p classes above L (at or above, unless strict)?
+  MGF_HD bool free_fill_above(int64_t p, double L, bool strict) const {
+    const double c = candidate(kFreeFill, n_ - p);
+    return strict ? c > L : c >= L;
+  }
+
+  // The first index whose kFreeFill event is above L (at or above, unless
+  // strict). The events (1 + p m) / (p + 1) fall as p = n - index grows; the
+  // largest p above L is about (1 - L) / (L - m), then checked exactly.
+  MGF_HD int64_t free_fill_index(double L, bool strict) const {
+    int64_t p = n_;
+    if (L > m_) {
+      const double guess = (1.0 - L) / (L - m_);
+      p = guess >= double(n_) ? n_ : (guess > 0.0 ? int64_t(guess) : 0);
+    }
+    while (p > 0 && !free_fill_above(p, L, strict)) --p;
+    while (p < n_ && free_fill_above(p + 1, L, strict)) ++p;
+    return n_ - p;
   }
 
   // A level strictly inside (lo, hi), or false when there is none.
@@ -592,7 +761,8 @@ class MgwRow {
     u_ = upper_count(mid - m_);
     below_ = mid < yt_;
     fixed_u_ = true;
-    narrow(kFreeFill, n_);
+    // Many events inside when the level is low (many classes filled): bisect.
+    narrow(kFreeFill, n_, free_fill_index(lo_, true), free_fill_index(hi_, false), false);
     if (!interior(&mid)) return finish();
     p_ = free_count(mid);
     fixed_p_ = true;
@@ -630,6 +800,9 @@ class MgwRow {
   double yt_, ct_, rho_, log_shift_;
   int64_t half_;
   mutable int64_t bottom_, top_;  // cost cache frontiers, kept over solve() calls
+  mutable int64_t valid_lo_, valid_hi_;
+  MgwLogBlock log_block_ = nullptr;
+  mutable int64_t hint_upper_ = INT64_MAX, hint_fill_ = 0, hint_drain_ = 0;  // the counts' last answers
   // Per solve.
   double m_ = 0.0, beta_ = 0.0, lo_ = 0.0, hi_ = 0.0;
   // Fixed over the bracket once the search has narrowed it enough.
