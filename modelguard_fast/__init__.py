@@ -18,7 +18,7 @@ from .integrations import art_postprocessor
 from .metrics import UtilityMetrics, evaluate_utility, utility_metrics
 from .persistence import JournalError, SnapshotError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "MAD",
