@@ -17,13 +17,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace):
+_SETUP_KEYS = ("dataset", "results_dir", "device", "seed", "target_epochs", "budget")
+_GRID_KEYS = ("eps", "workers", "defenses", "queries", "strategies")
+
+
+def _config(args: argparse.Namespace, keys: tuple[str, ...] = _SETUP_KEYS + _GRID_KEYS):
+    """The RunConfig of the config file and the flags among `keys` (the others are the subcommand's own)."""
     from .experiments.config import RunConfig
 
-    overrides = {k: getattr(args, k) for k in ("dataset", "results_dir", "device", "seed", "eps", "budget",
-                                                "target_epochs", "workers", "defenses", "queries", "strategies")
-                 if hasattr(args, k)}
-    return RunConfig.load(args.config, **overrides)
+    return RunConfig.load(args.config, **{k: getattr(args, k) for k in keys if hasattr(args, k)})
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -55,8 +57,9 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_setup_options(parser: argparse.ArgumentParser) -> None:
-    """The options every experiment on a prepared target shares (they override the config file's [run])."""
+def _add_setup_options(parser: argparse.ArgumentParser, cells: bool = True) -> None:
+    """The options every experiment on a prepared target shares (they override the config file's [run]);
+    with `cells`, also those of the experiments made of attack cells (run, sweep)."""
     parser.add_argument("--config", help="TOML file with [run] and [attack] tables (see "
                                           "modelguard_fast/experiments/config.py for every key)")
     parser.add_argument("--dataset", choices=["digits", "mnist5k"], help="bundled dataset (default: digits)")
@@ -64,9 +67,11 @@ def _add_setup_options(parser: argparse.ArgumentParser) -> None:
                                                                    "(default: results)")
     parser.add_argument("--device", help="torch device for training and attacks, e.g. cpu or cuda (default: cpu)")
     parser.add_argument("--seed", type=int, help="seed of data split, models and attacks (default: 0)")
-    parser.add_argument("--budget", type=int, help="images each attack queries (default 0: the whole attacker pool)")
     parser.add_argument("--target-epochs", dest="target_epochs", type=int,
                         help="training epochs of the target and its misinformation model (default: 30)")
+    if not cells:
+        return
+    parser.add_argument("--budget", type=int, help="images each attack queries (default 0: the whole attacker pool)")
     parser.add_argument("--workers", type=int,
                         help="processes running attack cells (default 0: one per CPU core, one on a GPU); a "
                              "cell's numbers do not depend on it")
@@ -164,19 +169,11 @@ def _int_arg(minimum: int):
 
 
 def _study_parser(sub, name: str, help: str, description: str, handler, plot: bool = True) -> argparse.ArgumentParser:
-    """A study subcommand with the options every study shares."""
+    """A study subcommand with the options every experiment shares."""
     png = f" and {name}.png" if plot else ""
     parser = sub.add_parser(name, help=help, description=description,
                             epilog=_STUDY_EPILOG.format(name=name, png=png))
-    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist5k"],
-                        help="bundled dataset (default: digits)")
-    parser.add_argument("--results-dir", dest="results_dir", default="results",
-                        help="folder of tables, plots and the cache (default: results)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    parser.add_argument("--seed", type=_int_arg(0), default=0,
-                        help="seed of data split and models, and of the study (default: 0)")
-    parser.add_argument("--target-epochs", dest="target_epochs", type=_int_arg(1), default=30,
-                        help="target training epochs (default: 30)")
+    _add_setup_options(parser, cells=False)
     parser.set_defaults(handler=handler)
     return parser
 
@@ -235,38 +232,47 @@ def _add_study_parsers(sub) -> None:
     qpi.add_argument("--eps", type=_eps_arg, default=1.0, help="L1 budget of ModelGuard-S, in (0, 2] (default: 1.0)")
     qpi.add_argument("--budget", type=_int_arg(0), default=0,
                      help="images the attacker queries (default 0: the whole attacker pool)")
-    qpi.add_argument("--epochs", type=_int_arg(1), default=30, help="substitute training epochs (default: 30)")
+    qpi.add_argument("--epochs", type=_int_arg(1), default=None,
+                     help="substitute training epochs (default: the [attack] table's, else 30)")
 
 
 def _run_study(args: argparse.Namespace, name: str, compute, plot=None, title: str = "",
                float_format: str = ".4f", extra: dict | None = None) -> int:
-    """Prepares the setup, runs `compute(setup, cache)` -> (header, rows), writes the table, its record and
-    `plot(header, rows, png, title=...)` to results/<dataset>/<name>.*, and prints the table and where it went.
-    `extra` goes into the JSON record beside the command line's settings."""
+    """Prepares the setup, runs `compute(setup, cache, config)` -> (header, rows), writes the table, its record
+    and `plot(header, rows, png, title=...)` to results/<dataset>/<name>.*, and prints the table and where it
+    went. `extra` goes into the JSON record beside the settings."""
+    import dataclasses
     import time
     from pathlib import Path
 
     from .experiments.cache import Cache
+    from .experiments.config import ConfigError
     from .experiments.report import markdown, versions, write_outputs
     from .experiments.setup import prepare
     from .experiments.studies import StudyError
 
     started = time.perf_counter()
-    cache = Cache(Path(args.results_dir) / "cache")
-    setup = prepare(args.dataset, cache, device=args.device, seed=args.seed, target_epochs=args.target_epochs)
     try:
-        header, rows = compute(setup, cache)
+        config = _config(args, _SETUP_KEYS)
+    except ConfigError as err:
+        print(f"modelguard-fast {name}: {err}", file=sys.stderr)
+        return 2
+    cache = Cache(Path(config.results_dir) / "cache")
+    setup = prepare(config.dataset, cache, device=config.device, seed=config.seed,
+                    target_epochs=config.target_epochs)
+    try:
+        header, rows = compute(setup, cache, config)
     except StudyError as err:
         print(f"modelguard-fast {name}: {err}", file=sys.stderr)
         return 2
-    folder = Path(args.results_dir) / args.dataset
-    config = {k: v for k, v in vars(args).items() if k != "handler"}
-    record = {"study": name, "config": config, **(extra or {}), "versions": versions(),
-              "seconds": time.perf_counter() - started}
+    folder = Path(config.results_dir) / config.dataset
+    options = {k: v for k, v in vars(args).items() if k != "handler"}
+    record = {"study": name, "config": dataclasses.asdict(config), "options": options, **(extra or {}),
+              "versions": versions(), "seconds": time.perf_counter() - started}
     write_outputs(folder, name, header, rows, record, float_format)
     written = f"{folder}/{name}.{{md,csv,json}}"
     if plot is not None:
-        plot(header, rows, folder / f"{name}.png", title=f"{args.dataset}: {title}")
+        plot(header, rows, folder / f"{name}.png", title=f"{config.dataset}: {title}")
         written += f" and {folder}/{name}.png"
     print(f"{markdown(header, rows, float_format)}\n\nWritten to {written} in {time.perf_counter() - started:.0f} s.")
     return 0
@@ -275,8 +281,8 @@ def _run_study(args: argparse.Namespace, name: str, compute, plot=None, title: s
 def _timing(args: argparse.Namespace) -> int:
     from .experiments import plots, studies
 
-    return _run_study(args, "timing", lambda setup, cache: studies.response_times(
-        setup, args.batch_sizes, eps=args.eps, repeats=args.repeats, warmup=args.warmup, device=args.device,
+    return _run_study(args, "timing", lambda setup, cache, config: studies.response_times(
+        setup, args.batch_sizes, eps=args.eps, repeats=args.repeats, warmup=args.warmup, device=config.device,
         threads=args.threads),
         plots.plot_response_times, "response time per query", float_format=".3g")
 
@@ -284,27 +290,29 @@ def _timing(args: argparse.Namespace) -> int:
 def _ood(args: argparse.Namespace) -> int:
     from .experiments import plots, studies
 
-    return _run_study(args, "ood", lambda setup, cache: studies.ood_auroc(
-        setup, args.eps, ood=args.ood, ood_count=args.ood_count, seed=args.seed), plots.plot_ood_auroc,
+    return _run_study(args, "ood", lambda setup, cache, config: studies.ood_auroc(
+        setup, args.eps, ood=args.ood, ood_count=args.ood_count, seed=config.seed), plots.plot_ood_auroc,
         f"AUROC of max probability, OOD set {args.ood!r}")
 
 
 def _growth(args: argparse.Namespace) -> int:
     from .experiments import plots, studies
 
-    return _run_study(args, "growth", lambda setup, cache: studies.centroid_growth(
+    return _run_study(args, "growth", lambda setup, cache, config: studies.centroid_growth(
         setup, args.eps, checkpoints=args.checkpoints, budget=args.budget, query_seed=args.query_seed),
         plots.plot_centroid_growth, "ModelGuard-S centroids along the KnockoffNets queries")
 
 
 def _qpi(args: argparse.Namespace) -> int:
-    from .attacks import AttackConfig
     from .experiments import studies
 
-    attack = AttackConfig.small(epochs=args.epochs)
-    return _run_study(args, "qpi", lambda setup, cache: studies.qpi_study(
-        setup, cache, attack, budget=args.budget, eps=args.eps, seed=args.seed, device=args.device),
-        extra={"attack_config": attack.as_dict()})
+    def compute(setup, cache, config):
+        attack = config.attack_config()
+        attack = attack if args.epochs is None else attack.replace(epochs=args.epochs)
+        return studies.qpi_study(setup, cache, attack, budget=args.budget, eps=args.eps, seed=config.seed,
+                                 device=config.device)
+
+    return _run_study(args, "qpi", compute)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,7 +120,8 @@ def test_cli_growth_writes_table_record_and_plot(setup, results, capsys):
     assert out.startswith("| queries | eps=0.5 | eps=1 |") and f"{folder}/growth.png" in out
     record = json.loads((folder / "growth.json").read_text())
     assert record["header"] == ["queries", "eps=0.5", "eps=1"] and len(record["rows"]) == 4
-    assert record["config"]["eps"] == [0.5, 1.0] and record["study"] == "growth"
+    assert record["options"]["eps"] == [0.5, 1.0] and record["study"] == "growth"
+    assert record["config"]["target_epochs"] == TARGET_EPOCHS
     assert {"versions", "seconds"} <= set(record)
     assert (folder / "growth.md").read_text().startswith("| queries |")
     assert (folder / "growth.csv").read_text().count("\n") == 5
