@@ -17,7 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-_SETUP_KEYS = ("dataset", "results_dir", "device", "seed", "target_epochs", "budget")
+_SETUP_KEYS = ("dataset", "data_root", "results_dir", "device", "seed", "target_epochs", "budget")
 _GRID_KEYS = ("eps", "workers", "defenses", "queries", "strategies")
 
 
@@ -62,7 +62,11 @@ def _add_setup_options(parser: argparse.ArgumentParser, cells: bool = True) -> N
     with `cells`, also those of the experiments made of attack cells (run, sweep)."""
     parser.add_argument("--config", help="TOML file with [run] and [attack] tables (see "
                                           "modelguard_fast/experiments/config.py for every key)")
-    parser.add_argument("--dataset", choices=["digits", "mnist5k"], help="bundled dataset (default: digits)")
+    parser.add_argument("--dataset", choices=["digits", "mnist5k", "cifar10", "cifar100"],
+                        help="digits or mnist5k (bundled), or cifar10 / cifar100 from --data-root (default: digits)")
+    parser.add_argument("--data-root", dest="data_root",
+                        help="folder of the paper's datasets: cifar10/ or cifar100/, tinyimagenet/ (the attacker's "
+                             "pool) and svhn/ (outliers), laid out as modelguard_fast/data/local.py says")
     parser.add_argument("--results-dir", dest="results_dir", help="folder of tables, plots and the cache "
                                                                    "(default: results)")
     parser.add_argument("--device", help="torch device for training and attacks, e.g. cpu or cuda (default: cpu)")
@@ -259,7 +263,7 @@ def _run_study(args: argparse.Namespace, name: str, compute, plot=None, title: s
         return 2
     cache = Cache(Path(config.results_dir) / "cache")
     setup = prepare(config.dataset, cache, device=config.device, seed=config.seed,
-                    target_epochs=config.target_epochs)
+                    target_epochs=config.target_epochs, data_root=config.data_root or None)
     try:
         header, rows = compute(setup, cache, config)
     except StudyError as err:

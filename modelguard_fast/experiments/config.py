@@ -3,7 +3,8 @@
 Example (every key optional; shown with the defaults)::
 
     [run]
-    dataset = "digits"        # digits | mnist5k
+    dataset = "digits"        # digits | mnist5k | cifar10 | cifar100 (the last two from data_root)
+    data_root = ""            # folder of the paper's datasets (layouts: modelguard_fast/data/local.py)
     results_dir = "results"   # tables, plots and the cache of finished cells
     device = "cpu"
     seed = 0
@@ -15,7 +16,8 @@ Example (every key optional; shown with the defaults)::
     queries = ["knockoff", "jbda"]
     strategies = ["naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes"]
 
-    [attack]                  # any AttackConfig field; defaults: AttackConfig.small()
+    [attack]                  # any AttackConfig field; defaults: AttackConfig.small() for the bundled
+                              # datasets, AttackConfig.paper(dataset) for CIFAR
     epochs = 30
 """
 
@@ -28,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import AttackConfig
+from ..data.bundled import BUNDLED
 from .grid import QUERIES, STRATEGIES
+from .presets import PIPELINE_DATASETS
 from .setup import DEFENSES
 
-DATASETS = ("digits", "mnist5k")
+DATASETS = PIPELINE_DATASETS
 
 
 class ConfigError(ValueError):
@@ -41,6 +45,7 @@ class ConfigError(ValueError):
 @dataclass
 class RunConfig:
     dataset: str = "digits"
+    data_root: str = ""
     results_dir: str = "results"
     device: str = "cpu"
     seed: int = 0
@@ -55,7 +60,9 @@ class RunConfig:
 
     def attack_config(self) -> AttackConfig:
         try:
-            return AttackConfig.small(**self.attack)
+            if self.dataset in BUNDLED:
+                return AttackConfig.small(**self.attack)
+            return AttackConfig.paper(self.dataset, **self.attack)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"[attack]: {err}") from None
 
@@ -65,6 +72,9 @@ class RunConfig:
                 raise ConfigError(f"{key} = {value!r} is not allowed; choose from {', '.join(map(repr, allowed))}")
 
         one_of("run.dataset", self.dataset, DATASETS)
+        if self.dataset not in BUNDLED and not self.data_root:
+            raise ConfigError(f"run.dataset = {self.dataset!r} is read from a local folder: set run.data_root "
+                              "(--data-root) to the folder holding it (layouts: modelguard_fast/data/local.py)")
         for key, allowed in (("defenses", DEFENSES), ("queries", QUERIES), ("strategies", STRATEGIES)):
             values = getattr(self, key)
             if not isinstance(values, list) or not values:

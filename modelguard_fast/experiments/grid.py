@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from ..attacks import AttackConfig, run_attack, train_attack_shadows
 from ..metrics import utility_metrics
-from ..models.small_cnn import SmallCNN
 from .cache import Cache
 from .setup import DEFENSE_NAMES, Setup, build_defense, prepare
 from .threads import single_threaded
@@ -86,12 +85,12 @@ class CellRunner:
         if self._shadows is None:
             splits, C = self.setup.splits, self.setup.num_classes
             spec = self.shadow_spec()
-            models = [SmallCNN(C, splits.image_shape[0]) for _ in range(self.config.ddae_shadow_models)]
+            models = [self.setup.new_model() for _ in range(self.config.ddae_shadow_models)]
             if not all(self.cache.load_weights(f"shadow{i}", spec, m) for i, m in enumerate(models)):
                 log.info("training %d D-DAE shadow models", len(models))
                 with single_threaded():
                     models = train_attack_shadows(splits.pool_x, splits.pool_y, C, self.config, seed=self.seed,
-                                                  device=self.device)
+                                                  device=self.device, shadow=self.setup.new_model)
                 for i, model in enumerate(models):
                     self.cache.save_weights(f"shadow{i}", spec, model)
             self._shadows = [m.to(self.device).eval().requires_grad_(False) for m in models]
@@ -106,6 +105,7 @@ class CellRunner:
             result = run_attack(self.setup.target, defense, splits.pool_x, splits.test_x, splits.test_y,
                                 query=cell.query, strategy=cell.strategy, budget=self.budget, config=self.config,
                                 pool_y=splits.pool_y, device=self.device, seed=self.seed,
+                                substitute=self.setup.new_model,
                                 shadow_models=self.shadow_models() if cell.strategy == "ddae" else None)
         record = {**asdict(cell), "name": DEFENSE_NAMES[cell.defense], "accuracy": result.accuracy,
                   "fidelity": result.fidelity, "recovery_distance": result.recovery_distance,

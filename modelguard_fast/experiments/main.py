@@ -23,7 +23,8 @@ from .sweep import SWEEP_DEFENSES, SWEEP_EPS, SWEEP_STRATEGIES, run_sweep, sweep
 
 def _start(config: RunConfig) -> tuple[Path, Setup, CellRunner]:
     cache = Cache(Path(config.results_dir) / "cache")
-    setup = prepare(config.dataset, cache, device=config.device, seed=config.seed, target_epochs=config.target_epochs)
+    setup = prepare(config.dataset, cache, device=config.device, seed=config.seed, target_epochs=config.target_epochs,
+                    data_root=config.data_root or None)
     budget = config.budget or len(setup.splits.pool_x)
     runner = CellRunner(setup, cache, config.attack_config(), budget, config.device, config.seed)
     return Path(config.results_dir) / config.dataset, setup, runner

@@ -32,3 +32,7 @@ PRESETS = {
     "cub200": DatasetPreset("resnet50", 3, 200, "imagenet", "indoor67", 0.011, 0.3),
     "caltech256": DatasetPreset("resnet50", 3, 256, "imagenet", "indoor67", 0.008, 0.25),
 }
+
+#: The datasets `modelguard-fast run` prepares: the bundled ones, and CIFAR10/100 from a local root (their
+#: pool, TinyImageNet at 32 x 32, and outliers, SVHN, fit in memory; the ImageNet-pool datasets do not).
+PIPELINE_DATASETS = ("digits", "mnist5k", "cifar10", "cifar100")

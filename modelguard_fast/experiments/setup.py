@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,8 @@ import torch
 from torch import nn
 
 from ..data import load_bundled
+from ..data.bundled import BUNDLED, Splits
+from ..data.local import load_local
 from ..data.outliers import sample_image_patches
 from ..defenses.adaptive_misinformation import AdaptiveMisinformation
 from ..defenses.base import Defense
@@ -26,7 +29,7 @@ from ..training import predict_proba
 from ..training.target import train_misinformation_model, train_with_outlier_exposure
 from . import calibration
 from .cache import Cache
-from .presets import PRESETS
+from .presets import PIPELINE_DATASETS, PRESETS
 from .threads import single_threaded
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,10 @@ class Setup:
     def num_classes(self) -> int:
         return self.splits.num_classes
 
+    def new_model(self) -> nn.Module:
+        """A fresh, untrained model of the target's architecture (substitutes and shadow models)."""
+        return build_model(PRESETS[self.dataset].architecture, self.num_classes, self.splits.image_shape[0])
+
     def revsig_beta(self, max_l1: float) -> float:
         """Reverse Sigmoid's beta for an L1 budget: params["revsig_beta"] at 1.0, else calibrated the same way
         (largest L1 distortion on the test predictions about max_l1, protected accuracy within 1 point)."""
@@ -64,19 +71,42 @@ class Setup:
         return self._betas[max_l1]
 
 
-def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, target_epochs: int = 30,
-            outlier_count: int = 2000, oe_weight: float = 1.0) -> Setup:
-    """Loads the data and trains (or loads from the cache) the target and the misinformation model."""
-    if dataset not in ("digits", "mnist5k"):
-        raise ValueError(f"dataset {dataset!r}: the pipeline runs on the bundled datasets (digits, mnist5k); "
-                         "loaders for the paper's datasets are in modelguard_fast.data.local")
+def load_splits(dataset: str, seed: int = 0, data_root: str | None = None, outlier_count: int = 2000
+                ) -> tuple[Splits, torch.Tensor]:
+    """(splits, Outlier Exposure images) of a dataset the pipeline runs on (PIPELINE_DATASETS).
+
+    Bundled sets: load_bundled's seeded split and patches of scikit-learn's sample photographs.
+    CIFAR10/100 from `data_root` (modelguard_fast.data.local layouts): the official train and test
+    sets, the attacker's pool from TinyImageNet's training images resized to 32 x 32, and the
+    first `outlier_count` SVHN training images as outliers, as in the paper.
+    """
+    if dataset in BUNDLED:
+        splits = load_bundled(dataset, seed=seed)
+        return splits, sample_image_patches(outlier_count, splits.image_shape[-1], seed=seed)
+    if dataset not in PIPELINE_DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(PIPELINE_DATASETS)}; got {dataset!r}")
+    if data_root is None:
+        raise ValueError(f"dataset {dataset!r} is read from a local folder: set the dataset root (--data-root)")
     preset = PRESETS[dataset]
-    splits = load_bundled(dataset, seed=seed)
-    outliers = sample_image_patches(outlier_count, splits.image_shape[-1], seed=seed)
+    train_x, train_y = load_local(dataset, data_root, "train")
+    test_x, test_y = load_local(dataset, data_root, "test")
+    pool_x, pool_y = load_local(preset.pool, data_root, size=train_x.shape[-1])
+    outliers = load_local(preset.outliers, data_root)[0][:outlier_count]
+    return Splits(dataset, preset.num_classes, train_x, train_y, test_x, test_y, pool_x, pool_y), outliers
+
+
+def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, target_epochs: int = 30,
+            outlier_count: int = 2000, oe_weight: float = 1.0, data_root: str | None = None) -> Setup:
+    """Loads the data (load_splits) and trains (or loads from the cache) the target and the misinformation
+    model, of the dataset's architecture (presets.PRESETS)."""
+    preset = PRESETS.get(dataset)
+    splits, outliers = load_splits(dataset, seed, data_root, outlier_count)
     spec = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outliers": outlier_count,
             "oe_weight": oe_weight, "architecture": preset.architecture}
+    if data_root is not None and dataset not in BUNDLED:
+        spec["data_root"] = str(Path(data_root).resolve())
     prepare_args = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outlier_count": outlier_count,
-                    "oe_weight": oe_weight}
+                    "oe_weight": oe_weight, "data_root": data_root}
     models = {}
     for kind in ("target", "misinformation"):
         torch.manual_seed(seed + (kind == "misinformation"))

@@ -24,6 +24,7 @@ import torch
 
 from ..attacks import AttackConfig, run_attack
 from ..attacks.querying import knockoff_indices
+from ..data.bundled import BUNDLED
 from ..data.outliers import sample_image_patches, sample_ood_patches
 from ..defenses.base import Defense
 from ..training import predict_proba
@@ -232,6 +233,9 @@ def ood_auroc(setup: Setup, eps_values: Sequence[float] = DEFAULT_EPS_VALUES, oo
     ModelGuard-S, ModelGuard-W and MAD; a column per eps.
     """
     eps_values = check_eps_values(eps_values)
+    if setup.dataset not in BUNDLED:
+        raise StudyError(f"dataset = {setup.dataset!r}: the OOD study's images are grey-scale patches for the "
+                         f"bundled datasets ({', '.join(BUNDLED)}); pass your own OOD set to a defense directly")
     if ood not in OOD_SETS:
         raise StudyError(f"ood = {ood!r} is not allowed; choose from {', '.join(map(repr, OOD_SETS))}")
     ood_count = check_int(ood_count, "ood_count")
