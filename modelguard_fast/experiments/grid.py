@@ -78,7 +78,7 @@ class CellRunner:
                 "config": self.config.as_dict(), "seed": self.seed}
 
     def shadow_spec(self) -> dict[str, Any]:
-        return {**self.setup.spec, "config": self.config.as_dict(), "seed": self.seed, "budget": self.budget}
+        return {**self.setup.spec, "config": self.config.as_dict(), "seed": self.seed}  # the pool, not the budget
 
     def shadow_models(self) -> list[torch.nn.Module]:
         """D-DAE's shadow models: trained once per runner (they do not depend on defense or query), cached."""
