@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..attacks import AttackConfig, run_attack, train_attack_shadows
 from ..metrics import utility_metrics
 from .cache import Cache
-from .setup import DEFENSE_NAMES, Setup, build_defense, prepare
+from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu, prepare
 from .threads import single_threaded
 
 log = logging.getLogger(__name__)
@@ -42,23 +42,14 @@ class Cell:
     eps: float = 1.0
 
 
-def defended_test_predictions(defense, setup: Setup) -> np.ndarray:
-    """The defense's answers to the target's test set, as the defender's utility sees them."""
-    clean = torch.from_numpy(setup.clean_test)
-    if defense.needs_query:
-        out = defense(clean, defense.query_view(setup.splits.test_x.to(next(setup.target.parameters()).device)).cpu())
-    else:
-        out = defense(clean)
-    return np.asarray(torch.as_tensor(out).cpu(), dtype=np.float64)
-
-
 def utility(setup: Setup, cache: Cache, name: str, eps: float, seed: int) -> dict[str, Any]:
     """Distortion and protected accuracy of defense `name` on the target's test set (cached)."""
     spec = {**setup.spec, "params": setup.params, "defense": name, "eps": eps, "seed": seed}
     value = cache.get_json("utility", spec)
     if value is None:
         defense = build_defense(name, setup, eps=eps, seed=seed)
-        value = utility_metrics(setup.clean_test, defended_test_predictions(defense, setup),
+        defended = defend_on_cpu(defense, torch.from_numpy(setup.clean_test), setup.splits.test_x)
+        value = utility_metrics(setup.clean_test, defended.numpy().astype(np.float64),
                                 setup.splits.test_y.numpy()).as_dict()
         cache.put_json("utility", spec, value)
     return value

@@ -99,8 +99,8 @@ def prepare(dataset: str, cache: Cache, device: str = "cpu", seed: int = 0, targ
             outlier_count: int = 2000, oe_weight: float = 1.0, data_root: str | None = None) -> Setup:
     """Loads the data (load_splits) and trains (or loads from the cache) the target and the misinformation
     model, of the dataset's architecture (presets.PRESETS)."""
-    preset = PRESETS.get(dataset)
     splits, outliers = load_splits(dataset, seed, data_root, outlier_count)
+    preset = PRESETS[dataset]
     spec = {"dataset": dataset, "seed": seed, "target_epochs": target_epochs, "outliers": outlier_count,
             "oe_weight": oe_weight, "architecture": preset.architecture}
     if data_root is not None and dataset not in BUNDLED:
@@ -142,6 +142,17 @@ def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
     }
     cache.put_json("calibration", setup.spec, params)
     return params
+
+
+def defend_on_cpu(defense: Defense, probs: torch.Tensor, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """The defense's answers to `probs`, the target's softmax of the images `x`, as a CPU tensor: a defense
+    that needs the query's second view (MAD, AM) gets it computed on its own model's device, in batches."""
+    if not defense.needs_query:
+        return torch.as_tensor(defense(probs.cpu())).cpu()
+    model = defense.query_model
+    device = next(model.parameters()).device if model is not None else x.device
+    view = torch.cat([defense.query_view(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    return torch.as_tensor(defense(probs.cpu(), view)).cpu()
 
 
 def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, order: str = "first") -> Defense:

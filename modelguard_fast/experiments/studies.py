@@ -29,7 +29,7 @@ from ..data.outliers import sample_image_patches, sample_ood_patches
 from ..defenses.base import Defense
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, DEFENSES, Setup, build_defense
+from .setup import DEFENSE_NAMES, DEFENSES, Setup, build_defense, defend_on_cpu
 from .threads import single_threaded
 
 #: OOD test sets of ood_auroc (see its docstring).
@@ -88,23 +88,9 @@ def _defend(defense: Defense, probs: torch.Tensor, x: torch.Tensor) -> Any:
     return defense(probs, defense.query_view(x)) if defense.needs_query else defense(probs)
 
 
-def _defend_on_cpu(defense: Defense, probs: torch.Tensor, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """As _defend, with the query view computed on the models' device and the defense run on the CPU."""
-    if defense.needs_query:
-        view = torch.cat([defense.query_view(x[i:i + 512].to(device)).cpu() for i in range(0, len(x), 512)])
-        out = defense(probs.cpu(), view)
-    else:
-        out = defense(probs.cpu())
-    return torch.as_tensor(out).cpu()
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _model_device(setup: Setup) -> torch.device:
-    return next(setup.target.parameters()).device
 
 
 def _on_device(setup: Setup, device: torch.device) -> Setup:
@@ -242,7 +228,6 @@ def ood_auroc(setup: Setup, eps_values: Sequence[float] = DEFAULT_EPS_VALUES, oo
     seed = check_int(seed, "seed", minimum=0)
     from sklearn.metrics import roc_auc_score
 
-    device = _model_device(setup)
     id_x = setup.splits.test_x
     x = torch.cat([id_x, ood_images(ood, ood_count, id_x.shape[-1], seed=seed)])
     is_id = np.r_[np.ones(len(id_x)), np.zeros(ood_count)]
@@ -252,7 +237,7 @@ def ood_auroc(setup: Setup, eps_values: Sequence[float] = DEFAULT_EPS_VALUES, oo
         clean = predict_proba(setup.target, x).cpu()
 
     def auroc(name: str, eps: float) -> float:
-        defended = _defend_on_cpu(build_defense(name, setup, eps=eps, seed=seed), clean, x, device)
+        defended = defend_on_cpu(build_defense(name, setup, eps=eps, seed=seed), clean, x)
         return float(roc_auc_score(is_id, defended.double().max(dim=1).values.numpy()))
 
     header = ["defense", *[f"eps={e:g}" for e in eps_values]]
