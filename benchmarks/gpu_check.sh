@@ -20,7 +20,7 @@ export MODELGUARD_FAST_CUDA_ARCHITECTURES=${MODELGUARD_FAST_CUDA_ARCHITECTURES:-
 start=$(date +%s)
 scripts/dev_build.sh > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 python3 -c "import modelguard_fast as m, torch; print('cuda_built', m.cuda_built(), 'cuda_available', m.cuda_available(), 'torch', torch.__version__)"
 
 # Warnings from the device image's newer packages must not fail the run: -W default.
