@@ -42,6 +42,23 @@ def test_defaults_are_the_papers():
     assert c.crop_padding(32) == 4 and c.crop_padding(8) == 1
 
 
+def test_substitute_and_shadow_settings_follow_the_public_code():
+    for c in (mgf.AttackConfig(), mgf.AttackConfig.paper("cifar10"), mgf.AttackConfig.paper("caltech256")):
+        assert (c.weight_decay, c.jbda_weight_decay) == (0.0, 5e-4)  # KnockoffNets without, JBDA-TR with
+        assert (c.ddae_shadow_epochs, c.ddae_shadow_lr, c.ddae_shadow_lr_step, c.ddae_shadow_lr_gamma,
+                c.ddae_shadow_batch_size, c.ddae_shadow_momentum, c.ddae_shadow_weight_decay) == (
+                    5, 0.01, 3, 0.5, 64, 0.5, 5e-4)
+    c = mgf.AttackConfig()
+    assert attacks.TrainSettings.from_config(c).weight_decay == 0.0
+    assert attacks.TrainSettings.from_config(c, query="jbda").weight_decay == 5e-4
+    assert attacks.TrainSettings.shadow(c) == attacks.TrainSettings(5, 64, 0.01, 0.5, 5e-4, 3, 0.5)
+    # small() keeps the settings the default run's published table was made with
+    small = mgf.AttackConfig.small()
+    assert attacks.TrainSettings.from_config(small) == attacks.TrainSettings(30, 64, 0.1, 0.5, 5e-4, 10, 0.5)
+    assert attacks.TrainSettings.shadow(small) == attacks.TrainSettings(30, 64, 0.1, 0.5, 5e-4, 10, 0.5)
+    assert attacks.TrainSettings.from_config(small, query="jbda").weight_decay == 5e-4
+
+
 def test_config_round_trips_through_json():
     c = mgf.AttackConfig.small(jbda_input_range=(-1.0, 1.0), restorer_hidden=(32, 16))
     again = mgf.AttackConfig.from_dict(json.loads(json.dumps(c.as_dict())))
@@ -348,3 +365,75 @@ def test_recovery_distance_is_the_mean_l2():
     assert attacks.recovery_distance(a, b) == pytest.approx(2 ** 0.5 / 2)
     with pytest.raises(ValueError, match=r"labels and clean must have the same shape, got \(2, 2\) and \(1, 2\)"):
         attacks.recovery_distance(a, b[:1])
+
+
+# ------------------------------------------------------------------ oracle: atomic queries, checked shapes
+class _NanAtMarkedRows(nn.Module):
+    """The target, answering NaN logits for inputs whose first pixel is -7 (a target that fails on some rows)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    def forward(self, x):
+        out = self.target(x)
+        return torch.where((x.flatten(1)[:, 0] == -7)[:, None], torch.full_like(out, float("nan")), out)
+
+
+class _Squeezing(nn.Module):
+    """A target whose forward squeezes a batch of one to a 1-D row."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    def forward(self, x):
+        return self.target(x).squeeze()
+
+
+def test_a_refused_query_counts_nothing_reaches_no_defense_and_names_the_query_row():
+    splits, target = digits_case()
+    x = splits.pool_x[:10].clone()
+    x[6, 0, 0, 0] = -7  # chunk 2 (batch_size 4), row 2 of that chunk, row 6 of the query
+    guard = mgf.ModelGuardS(10, eps=0.5)
+    oracle = attacks.Oracle(_NanAtMarkedRows(target), guard, budget=20, batch_size=4)
+    with pytest.raises(ValueError, match=r"nothing was counted.*must be finite, got nan at row 6, column 0"):
+        oracle.query(x)
+    assert oracle.queries_used == 0 and guard.num_queries == 0 and guard.num_centroids == 0
+    clean = x[[0, 1, 2, 3, 4, 5, 7, 8, 9]]
+    torch.testing.assert_close(oracle.query(clean), mgf.GuardedModel(target, mgf.ModelGuardS(10, eps=0.5))(clean),
+                               rtol=0, atol=0)
+    assert oracle.queries_used == 9
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_the_oracle_refuses_a_target_output_that_is_not_batch_by_classes_before_counting(batch_size):
+    splits, target = digits_case()
+    guard = mgf.ModelGuardS(10, eps=0.5)
+    oracle = attacks.Oracle(_Squeezing(target), guard, budget=20, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"model output must have shape \(B, C\) = \(1, num_classes\) for a batch "
+                                         r"of 1 queries, got shape \(10,\)"):
+        oracle.query(splits.pool_x[:3])
+    assert oracle.queries_used == 0 and guard.num_queries == 0
+
+
+def test_mad_through_the_oracle_is_answered_as_one_batch():
+    splits, target = digits_case()
+    x = splits.pool_x[:9]
+    mad = mgf.MAD.from_target(target, eps=1.0)
+    oracle = attacks.Oracle(target, mad, budget=9, batch_size=4)
+    torch.testing.assert_close(oracle.query(x), mgf.GuardedModel(target, mad)(x))
+
+
+# ------------------------------------------------------------------ partial Bayes means
+def test_dirichlet_means_of_a_zero_row_are_uniform_and_bad_rows_are_named():
+    from modelguard_fast.attacks import pbayes
+
+    means = torch.tensor([[0.0] * 30, [0.1] * 3 + [0.0] * 27])
+    got = pbayes.dirichlet_means(means)
+    np.testing.assert_allclose(got[0], np.full(30, 1 / 30))
+    np.testing.assert_allclose(got[1], [1 / 3] * 3 + [0.0] * 27)
+    with pytest.raises(ValueError, match=r"the received answers must be finite and non-negative to serve as "
+                                         r"Dirichlet means, got -0.1 at row 1, column 2"):
+        pbayes.dirichlet_means(torch.tensor([[0.5, 0.5, 0.0], [0.6, 0.5, -0.1]], dtype=torch.float64),
+                               "the received answers")

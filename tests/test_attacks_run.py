@@ -151,3 +151,50 @@ def test_attacker_models_train_on_the_gpu(strategy):
     result = attack(mgf.ModelGuardS(10, eps=1.0), strategy, "jbda", device="cuda")
     assert next(result.substitute.parameters()).is_cuda
     assert result.accuracy > 0
+
+
+# ------------------------------------------------------------------ batch normalisation, all-zero answers
+def bn_substitute(num_classes=10):
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 64, num_classes))
+
+
+@pytest.mark.parametrize("query, budget, changes", [("knockoff", 17, {}), ("jbda", 40, {"jbda_seed_size": 17})])
+def test_a_last_training_batch_of_one_row_does_not_crash_batch_norm_substitutes(query, budget, changes):
+    splits, target = digits_case()
+    config = TINY.replace(batch_size=16, **changes)
+    result = mgf.run_attack(target, mgf.ModelGuardS(10, eps=1.0), splits.pool_x, splits.test_x, splits.test_y,
+                            query=query, budget=budget, config=config, substitute=bn_substitute)
+    assert result.queries_used == budget and 0 <= result.accuracy <= 1
+
+
+@pytest.mark.parametrize("query, budget, changes", [("knockoff", 1, {}), ("jbda", 40, {"jbda_seed_size": 1})])
+def test_a_batch_norm_substitute_with_one_image_to_train_on_is_refused_before_any_query(query, budget, changes):
+    splits, target = digits_case()
+    guard = mgf.ModelGuardS(10, eps=1.0)
+    with pytest.raises(ValueError, match=r"has batch normalisation, which cannot train on a single image, but the "
+                                         r"attack would train it on 1 .*query at least 2 images"):
+        mgf.run_attack(target, guard, splits.pool_x, splits.test_x, splits.test_y, query=query, budget=budget,
+                       config=TINY.replace(**changes), substitute=bn_substitute)
+    assert guard.num_queries == 0
+
+
+def test_pbayes_on_rounding_answers_that_are_all_zeros_draws_around_the_uniform_mean():
+    # A 30-class target that is unsure of everything: every clean entry is below 0.05, so Rounding to one
+    # decimal answers all zeros, and the attacker's own means (the received answers) are all zeros.
+    splits, _ = digits_case()
+    target = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 30))
+    with torch.no_grad():
+        target[1].weight.mul_(0.01)
+    config = TINY.replace(bayes_means="received", bayes_table_size=600)
+    result = mgf.run_attack(target, mgf.Rounding(), splits.pool_x, splits.test_x, splits.test_y,
+                            strategy="pbayes", budget=60, config=config, substitute=lambda: tiny_substitute_30())
+    assert (result.transcript.received == 0).all()
+    assert result.table_rows == 600 and torch.isfinite(result.transcript.labels).all()
+    torch.testing.assert_close(result.transcript.labels.sum(dim=1), torch.ones(60))
+
+
+def tiny_substitute_30():
+    from modelguard_fast.models import SmallCNN
+
+    return SmallCNN(30, in_channels=1, width=4)

@@ -116,3 +116,63 @@ def test_art_postprocessor():
         mgf.art_postprocessor(mgf.MAD())
     with pytest.raises(TypeError, match="defense must be a modelguard_fast Defense, got str"):
         mgf.art_postprocessor("top1")
+
+
+# ------------------------------------------------------------------ serving never changes the model
+def training_net(num_classes=5):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, num_classes))
+    with torch.no_grad():  # running statistics unlike any batch's, so batch statistics would show
+        model[1].running_mean.fill_(0.3)
+        model[1].running_var.fill_(2.0)
+    return model.train()
+
+
+@pytest.mark.parametrize("defense", [mgf.NoDefense(), mgf.ModelGuardS(5, eps=0.5)], ids=lambda d: d.name)
+def test_serving_a_model_in_training_mode_neither_changes_it_nor_depends_on_the_batch(defense):
+    model = training_net()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    guarded = mgf.GuardedModel(model, defense)
+    x = inputs(8)
+    batch = guarded(x)
+    rows = torch.cat([guarded(x[i:i + 1]) for i in range(8)])  # one-row requests work
+    torch.testing.assert_close(batch, rows, rtol=0, atol=1e-6)
+    neighbours = guarded(torch.cat([x[:4], inputs(4, seed=1)]))
+    torch.testing.assert_close(neighbours[:4], batch[:4], rtol=0, atol=1e-6)
+    torch.testing.assert_close(guarded(x), batch, rtol=0, atol=0)  # an identical repeat is identical
+    for key, value in model.state_dict().items():  # BatchNorm statistics (and the step count) unchanged
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    assert model.training and all(m.training for m in model.modules())  # the caller's mode is left as it was
+    with torch.no_grad():
+        eval_answer = torch.softmax(model.eval()(x), dim=1)
+    model.train()
+    if defense.name == "None":
+        torch.testing.assert_close(batch, eval_answer, rtol=0, atol=0)
+
+
+def test_served_answers_are_ordinary_tensors_usable_as_training_targets():
+    guarded = mgf.GuardedModel(training_net(), mgf.NoDefense())
+    answers = guarded(inputs(4))
+    assert not answers.is_inference() and not answers.requires_grad
+    logits = nn.Linear(8, 5)(inputs(4))
+    (-(answers * torch.log_softmax(logits, dim=1)).sum()).backward()
+    answers.mul_(1.0)
+
+
+def test_a_model_returning_the_wrong_shape_is_refused():
+    class Squeezing(nn.Module):
+        def forward(self, x):
+            return net()(x).squeeze()
+
+    with pytest.raises(ValueError, match=r"model output must have shape \(B, C\) = \(1, num_classes\) for a batch "
+                                         r"of 1 queries, got shape \(5,\)"):
+        mgf.GuardedModel(Squeezing(), mgf.Top1())(inputs(1))
+
+
+def test_guarded_models_copy_and_pickle():
+    import copy
+    import pickle
+
+    guarded = mgf.GuardedModel(net(), mgf.Top1())
+    for twin in (copy.deepcopy(guarded), pickle.loads(pickle.dumps(guarded))):
+        torch.testing.assert_close(twin(inputs()), guarded(inputs()), rtol=0, atol=0)

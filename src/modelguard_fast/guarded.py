@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
 import torch
 from torch import nn
 
@@ -11,21 +15,48 @@ from .defenses.base import Defense
 OUTPUTS = ("logits", "probs")
 
 
+@contextmanager
+def serving(model: nn.Module) -> Iterator[None]:
+    """Runs the block with every submodule of `model` in eval mode and under torch.inference_mode().
+
+    Submodules that were in training mode are switched back when the block
+    ends (also on an error), so serving never changes the model: batch
+    normalisation uses its running statistics and leaves them untouched,
+    dropout is off, and each answer depends on its own row only.
+    """
+    training = [module for module in model.modules() if module.training]
+    for module in training:
+        module.training = False
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        for module in training:
+            module.training = True
+
+
 class GuardedModel(nn.Module):
     """A torch.nn.Module whose forward returns the defended probabilities of `model`.
 
-    forward(x) runs `model` on x, takes the softmax (outputs="logits", the
-    default; outputs="probs" when the model already returns probabilities),
-    in float32 (float64 for float64 models), and answers with defense(probs),
-    or defense(probs, defense.query_view(x)) for defenses that look at the
-    query (MAD, Adaptive Misinformation). Everything runs without gradients:
-    this is a serving wrapper.
+    forward(x) runs `model` on the query batch x (B, ...), takes the softmax
+    (outputs="logits", the default; outputs="probs" when the model already
+    returns probabilities), in float32 (float64 for float64 models), and
+    answers with defense(probs) (B, C), or defense(probs, defense.query_view(x))
+    for defenses that look at the query (MAD, Adaptive Misinformation).
+
+    Serving never changes the model and never makes an answer depend on the
+    rest of its batch: the model (and the defense's query model) run in eval
+    mode under torch.inference_mode(), whatever mode they are in. A model left
+    in training mode is switched to eval for the call and back afterwards
+    (its batch-normalisation statistics stay as they were), so the caller may
+    keep training it between calls; calls through one GuardedModel are
+    serialised for that switch. The answers are ordinary tensors without
+    gradients. The model must return (B, C) for a batch of B queries; anything
+    else is refused with a ValueError before the defense sees it.
 
     The defense's query model (MAD's surrogate, AM's misinformation model) is
     registered as a submodule, so .to(device) moves it with the target; it
-    stays in eval mode whatever train() is called with, since a surrogate
-    with batch-statistics layers in training mode would make each answer
-    depend on the rest of its batch.
+    stays in eval mode whatever train() is called with.
     """
 
     def __init__(self, model: nn.Module, defense: Defense, outputs: str = "logits"):
@@ -40,30 +71,62 @@ class GuardedModel(nn.Module):
         self.query_model = defense.query_model
         if self.query_model is not None:
             self.query_model.eval()
+        self._mode_lock = threading.RLock()
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__.copy()
+        state = dict(state)
+        state.pop("_mode_lock", None)  # a lock cannot be copied or pickled; each copy gets its own
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._mode_lock = threading.RLock()
 
     def train(self, mode: bool = True) -> "GuardedModel":
+        """Sets the target's mode as nn.Module does (serving uses eval mode either way); the query model stays in eval."""
         super().train(mode)
         if self.query_model is not None:
             self.query_model.eval()
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.defend(self.probabilities(x), x)
+        return self.answer(self.probabilities(x), self.query_view(x))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """The undefended probabilities of the model for the query batch x."""
-        with torch.no_grad():
+        """The undefended probabilities (B, C) of the model for the query batch x (B, ...)."""
+        with self._mode_lock, serving(self.model):
             out = self.model(x)
-        if self.outputs == "logits":
-            return torch.softmax(out, dim=-1, dtype=torch.float64 if out.dtype == torch.float64 else torch.float32)
+            if isinstance(out, torch.Tensor) and self.outputs == "logits":
+                out = torch.softmax(out, dim=-1, dtype=torch.float64 if out.dtype == torch.float64 else torch.float32)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"model must return a torch.Tensor, got {type(out).__name__}")
+        batch = len(x) if isinstance(x, torch.Tensor) and x.ndim > 0 else None
+        if out.ndim != 2 or (batch is not None and out.shape[0] != batch):
+            raise ValueError(f"model output must have shape (B, C) = ({batch}, num_classes) for a batch of {batch} "
+                             f"queries, got shape {tuple(out.shape)}")
+        out = out.clone()  # an ordinary tensor, not an inference-mode one
         return out if out.dtype in (torch.float32, torch.float64) else out.float()
+
+    def query_view(self, x: torch.Tensor) -> Optional[Any]:
+        """The defense's view of the queries x (MAD, AM), computed in eval and inference mode; None for others."""
+        if not self.defense.needs_query:
+            return None
+        model = self.query_model if self.query_model is not None else nn.Module()
+        with self._mode_lock, serving(model):
+            view = self.defense.query_view(x)
+        return view.clone() if isinstance(view, torch.Tensor) else view
+
+    def answer(self, probs: torch.Tensor, view: Optional[Any] = None) -> torch.Tensor:
+        """The defense's answers to clean probabilities (B, C), with the query view for MAD and AM."""
+        with torch.no_grad():
+            if self.defense.needs_query:
+                return self.defense(probs, view)
+            return self.defense(probs)
 
     def defend(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The defense's answers to the queries x whose clean probabilities are `probs`."""
-        with torch.no_grad():
-            if self.defense.needs_query:
-                return self.defense(probs, self.defense.query_view(x))
-            return self.defense(probs)
+        return self.answer(probs, self.query_view(x))
 
     def extra_repr(self) -> str:
         return f"defense={self.defense!r}, outputs={self.outputs!r}"

@@ -112,15 +112,15 @@ def train_shadow_models(pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes:
 
     k = config.ddae_shadow_classes, or min(C, number of pool classes); the
     training images are capped at config.ddae_shadow_samples (a random sample);
-    training is the substitute routine with one-hot labels for
-    config.ddae_shadow_epochs epochs.
+    training is the substitute routine with one-hot labels and the
+    ddae_shadow_* settings of `config` (the public code's, see AttackConfig).
     """
     classes = torch.unique(pool_y)
     k = config.ddae_shadow_classes if config.ddae_shadow_classes is not None else min(num_classes, len(classes))
     if k > min(num_classes, len(classes)):
         raise ValueError(f"AttackConfig.ddae_shadow_classes must be at most min(C={num_classes}, pool classes="
                          f"{len(classes)}), got {k}")
-    settings = TrainSettings.from_config(config, epochs=config.ddae_shadow_epochs)
+    settings = TrainSettings.shadow(config)
     models = []
     for s in tqdm(range(config.ddae_shadow_models), desc="shadow models", disable=not verbose, leave=False):
         part_seed = derive_seed(seed, f"shadow{s}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -35,15 +37,22 @@ class Oracle:
     `query(x)` runs the target on x (on the target's device), takes the softmax
     and answers with the defense's output (for MAD and Adaptive Misinformation,
     with the defense's view of x), exactly as GuardedModel serves it. Answers
-    come back on x's device. Every answered row costs one query; a call that
-    would go past the budget raises BudgetExceededError before anything is
-    answered, so a stateful defense (ModelGuard-S) never sees it.
+    come back on x's device. Every answered row costs one query.
+
+    A query is atomic: the target runs on every chunk of batch_size rows
+    first, its outputs must be (rows, C) probabilities, and only then does
+    the defense answer the whole query in one call. A query that would go past
+    the budget (BudgetExceededError), a target output of the wrong shape, or a
+    row the defense refuses (a NaN, a negative entry: ValueError naming the
+    query's row) counts nothing and changes nothing: a stateful defense
+    (ModelGuard-S) never sees any of it.
 
     The oracle keeps no clean predictions: what the evaluation needs of the
     undefended target goes through a Referee, which attack code is not given.
 
     Args:
-        target: the target model (logits out unless outputs="probs"). It is put in eval mode.
+        target: the target model (logits out unless outputs="probs"); served in eval mode (see GuardedModel),
+            its own mode is left as it is.
         defense: any modelguard_fast Defense; stateful ones keep what the queries do to them.
         budget: the number of predictions the oracle will return, at most.
         outputs: "logits" (default) or "probs", what the target returns.
@@ -54,7 +63,7 @@ class Oracle:
 
     def __init__(self, target: nn.Module, defense: Defense, budget: int, outputs: str = "logits",
                  batch_size: int = 256):
-        self._guarded = GuardedModel(target, defense, outputs).eval()
+        self._guarded = GuardedModel(target, defense, outputs)
         self.defense = defense
         self.budget = positive_int(budget, "budget")
         self.batch_size = positive_int(batch_size, "batch_size")
@@ -82,11 +91,33 @@ class Oracle:
                 f"a query of {len(x)} inputs exceeds the oracle's budget: {self._used} of {self.budget} queries "
                 f"used, {self.remaining} left")
         device = module_device(self._guarded.model)
-        parts = []
-        for i in range(0, len(x), self.batch_size):
-            parts.append(self._guarded(x[i:i + self.batch_size].to(device)).to(x.device))
-            self._used += len(parts[-1])
-        return torch.cat(parts)
+        probs, views = [], []
+        for start in range(0, len(x), self.batch_size):
+            chunk = x[start:start + self.batch_size].to(device)
+            try:
+                probs.append(self._guarded.probabilities(chunk))
+            except ValueError as err:
+                raise ValueError(f"the target's answer to query rows {start}..{start + len(chunk) - 1} was "
+                                 f"refused, nothing was counted: {err}") from err
+            if self.defense.needs_query:
+                views.append(self._guarded.query_view(chunk))
+        probs = _concat(probs, "probabilities")
+        try:  # one call: the defense sees the whole query, or nothing of it if a row is refused
+            answers = self._guarded.answer(probs, _concat(views, "query views") if views else None)
+        except ValueError as err:
+            raise ValueError(f"the oracle refused the query, nothing was counted (row numbers are the query's): "
+                             f"{err}") from err
+        self._used += len(x)
+        return answers.to(x.device)
+
+
+def _concat(parts: list[torch.Tensor], what: str) -> torch.Tensor:
+    """The chunks' rows as one batch; a chunk whose columns differ from the first's is refused."""
+    for start, part in zip(itertools.accumulate([0] + [len(p) for p in parts]), parts):
+        if part.shape[1:] != parts[0].shape[1:]:
+            raise ValueError(f"the target's {what} must have the same shape for every query row, got "
+                             f"{tuple(parts[0].shape[1:])} for row 0 and {tuple(part.shape[1:])} for row {start}")
+    return torch.cat(parts)
 
 
 class Referee:
@@ -106,7 +137,7 @@ class Referee:
 
     def __init__(self, target: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, outputs: str = "logits",
                  batch_size: int = 256):
-        self._target = GuardedModel(target, NoDefense(), outputs).eval()
+        self._target = GuardedModel(target, NoDefense(), outputs)
         self.batch_size = positive_int(batch_size, "batch_size")
         self.test_x = test_x
         self.test_y = test_y.cpu()

@@ -113,11 +113,37 @@ class LookupTable:
         return len(self.clean)
 
 
+def dirichlet_means(means: torch.Tensor, name: str = "means") -> np.ndarray:
+    """The rows of `means` (n, C) rescaled to sum 1, in float64; a row of zeros becomes the uniform row 1/C.
+
+    A row of zeros carries no estimate of its image's prediction (Rounding to
+    one decimal answers one for every row whose entries are all below 0.05,
+    which happens at C > 20), so its draws come from the uninformed mean.
+    Raises ValueError naming `name` for a non-finite or negative entry.
+    """
+    mean = means.detach().double().cpu().numpy()
+    bad = ~np.isfinite(mean) | (mean < 0)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(f"{name} must be finite and non-negative to serve as Dirichlet means, got "
+                         f"{mean[row, col]} at row {row}, column {col}")
+    sums = mean.sum(axis=1, keepdims=True)
+    zero = sums[:, 0] == 0
+    if zero.any():
+        logger.info("partial Bayes table: %d of %d rows of %s are all zeros; their draws use the uniform mean",
+                    int(zero.sum()), len(mean), name)
+        mean[zero] = 1.0 / mean.shape[1]
+        sums[zero] = 1.0
+    return mean / sums
+
+
 def draw_table(offline: OfflineDefense, means: torch.Tensor, table_size: int, precision: float,
-               rng: np.random.Generator, views: Optional[torch.Tensor] = None, verbose: bool = False) -> LookupTable:
+               rng: np.random.Generator, views: Optional[torch.Tensor] = None, verbose: bool = False,
+               means_name: str = "means") -> LookupTable:
     """K = max(1, table_size // len(means)) Dirichlet draws around each mean, pushed through the offline map.
 
-    means: (n, C) rows of non-negative entries (rescaled to sum 1);
+    means: (n, C) rows of non-negative entries (rescaled to sum 1; a row of
+    zeros gives the uniform mean, see dirichlet_means; means_name names them in errors);
     precision: s, the Dirichlet's total concentration (alpha = s * mean,
     floored at MIN_CONCENTRATION); views: (n, ...) per-image defense views,
     repeated for each of that image's draws. The draws for image i are
@@ -126,8 +152,7 @@ def draw_table(offline: OfflineDefense, means: torch.Tensor, table_size: int, pr
     """
     n, C = means.shape
     per_image = max(1, table_size // n)
-    mean = means.double().numpy()
-    mean = mean / mean.sum(axis=1, keepdims=True)
+    mean = dirichlet_means(means, means_name)
     alpha = np.maximum(precision * mean, MIN_CONCENTRATION)
     images_per_chunk = max(1, CHUNK_ROWS // per_image)
     clean_parts, pert_parts = [], []

@@ -24,7 +24,7 @@ from .config import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
 from .metrics import extraction_accuracy, fidelity, recovery_distance, recovery_distances
 from .oracle import Oracle, Referee
 from .querying import Answers, JbdaSettings, QueryPlan, jbda_tr, knockoff_indices, pool_order, random_crop_flip
-from .substitute import TrainSettings, check_s4l_model, train_substitute
+from .substitute import TrainSettings, check_s4l_model, has_batch_norm, train_substitute
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
 
     Args:
         target: the target model (logits out, or probabilities with outputs="probs").
-            It answers on its own device and is put in eval mode.
+            It answers on its own device, in eval mode (its own mode is left as it is).
         defense: the defense behind the oracle, used as it is: a stateful one
             (ModelGuard-S) keeps the centroids the attack's queries create, so pass a
             fresh one per attack unless that is what you want to measure.
@@ -205,10 +205,16 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
     rotation_weight = config.s4l_weight if strategy == "s4l" else 0.0
     if rotation_weight > 0:
         check_s4l_model(initial)
+    first_round = min(budget, config.jbda_seed_size, len(pool_x)) if query == "jbda" else budget
+    if first_round < 2 and has_batch_norm(initial):  # before any query is spent
+        raise ValueError(f"the substitute ({type(initial).__name__}) has batch normalisation, which cannot train on "
+                         f"a single image, but the attack would train it on {first_round} (budget={budget}"
+                         + (f", jbda_seed_size={config.jbda_seed_size})" if query == "jbda" else ")")
+                         + "; query at least 2 images")
     round_labels = _one_hot_top1 if strategy == "top1" else (lambda answers: answers)
 
     def train(x: torch.Tensor, labels: torch.Tensor, name: str, epochs: Optional[int] = None) -> nn.Module:
-        return train_substitute(copy.deepcopy(initial), x, labels, TrainSettings.from_config(config, epochs),
+        return train_substitute(copy.deepcopy(initial), x, labels, TrainSettings.from_config(config, epochs, query),
                                 seed=derive_seed(seed, name), device=device, rotation_weight=rotation_weight,
                                 verbose=verbose, desc=name)
 
@@ -257,7 +263,9 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
             means = clean if config.bayes_means == "clean" else received
             table = pbayes.draw_table(offline, means, config.bayes_table_size,
                                       config.bayes_precision_factor * num_classes,
-                                      numpy_generator(seed, "bayes table"), views, verbose)
+                                      numpy_generator(seed, "bayes table"), views, verbose,
+                                      means_name="the target's clean predictions" if config.bayes_means == "clean"
+                                      else "the received answers (bayes_means='received')")
             table_rows = len(table)
             if strategy == "pbayes":
                 top1_filter = (offline.preserves_top1 if config.bayes_top1_filter is None

@@ -30,9 +30,19 @@ class TrainSettings:
     lr_gamma: float
 
     @classmethod
-    def from_config(cls, config: AttackConfig, epochs: Optional[int] = None) -> "TrainSettings":
+    def from_config(cls, config: AttackConfig, epochs: Optional[int] = None, query: str = "knockoff"
+                    ) -> "TrainSettings":
+        """The substitute's settings; JBDA-TR substitutes (query="jbda") take config.jbda_weight_decay."""
+        weight_decay = config.jbda_weight_decay if query == "jbda" else config.weight_decay
         return cls(config.epochs if epochs is None else epochs, config.batch_size, config.lr, config.momentum,
-                   config.weight_decay, config.lr_step, config.lr_gamma)
+                   weight_decay, config.lr_step, config.lr_gamma)
+
+    @classmethod
+    def shadow(cls, config: AttackConfig) -> "TrainSettings":
+        """The D-DAE shadow models' settings (the ddae_shadow_* fields)."""
+        return cls(config.ddae_shadow_epochs, config.ddae_shadow_batch_size, config.ddae_shadow_lr,
+                   config.ddae_shadow_momentum, config.ddae_shadow_weight_decay, config.ddae_shadow_lr_step,
+                   config.ddae_shadow_lr_gamma)
 
 
 def rotated(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,6 +52,11 @@ def rotated(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     images = torch.cat([torch.rot90(x, k, dims=(-2, -1)) for k in range(ROTATIONS)])
     labels = torch.arange(ROTATIONS, device=x.device).repeat_interleave(len(x))
     return images, labels
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether `model` has a batch-normalisation layer (which cannot train on a batch of one row)."""
+    return any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
 
 
 def check_s4l_model(model: nn.Module) -> None:
@@ -65,12 +80,19 @@ def train_substitute(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, s
     Shuffling uses a torch.Generator seeded from `seed`; initialisation of the
     rotation head and any dropout use torch's default generators, seeded and
     restored around the call. x and targets may live on the CPU: batches are
-    moved to `device`. Returns the model in eval mode.
+    moved to `device`. A model with batch normalisation skips a trailing batch
+    of a single row in each epoch (batch statistics need two rows; the
+    D-DAE restorer does the same), and refuses a training set of one image.
+    Returns the model in eval mode.
     """
     if len(x) != len(targets):
         raise ValueError(f"x and targets must have the same length, got {len(x)} and {len(targets)}")
     if len(x) == 0:
         raise ValueError("cannot train on an empty set of images")
+    batch_norm = has_batch_norm(model)
+    if batch_norm and len(x) < 2:
+        raise ValueError(f"cannot train {type(model).__name__}, which has batch normalisation, on a single image: "
+                         "batch statistics need at least 2 rows")
     shuffle = torch.Generator().manual_seed(derive_seed(seed, "shuffle"))
     with isolated_rng(derive_seed(seed, "torch"), device):
         params = list(model.parameters())
@@ -89,6 +111,8 @@ def train_substitute(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, s
             order = torch.randperm(len(x), generator=shuffle)
             for start in range(0, len(x), settings.batch_size):
                 idx = order[start:start + settings.batch_size]
+                if batch_norm and len(idx) < 2:
+                    continue
                 xb, tb = x[idx].to(device), targets[idx].to(device)
                 if head is None:
                     loss = soft_cross_entropy(model(xb), tb)

@@ -94,9 +94,12 @@ class MAD(Defense):
         classes holding the top class, whose entry is bumped by 1e-5, so y*
         and y' keep the top-1 label. All 2^(C-1) sets are tried when
         C <= exhaustive_max_classes (default 10); above, the set is grown
-        greedily until max_evals (default 1,024) candidates have been scored.
-        The public code crashes when the greedy search runs out of classes
-        before the budget (C < 46 at 1,024); here the search then stops.
+        greedily until max_evals (default 1,024) candidates have been scored
+        or every class is in the set, as in the function the ModelGuard public
+        code calls for C > 10 (oracle_argmax_preserving_approx_gpu, which stops
+        when no class is left). The original MAD code's copy of that function,
+        and its unused numpy variant, lack that stop and fail when the classes
+        run out before the budget (C < 46 at 1,024).
       - "extreme": y* is the best one-hot vector; the top-1 label may change.
 
     Ties between candidates go to the first in the public code's order. A
