@@ -13,7 +13,8 @@ from modelguard_fast.training import fit
 
 # Every attack in the tests finishes in about a second with these.
 TINY = mgf.AttackConfig.small(epochs=2, batch_size=32, query_batch_size=64, jbda_seed_size=30, ddae_shadow_models=2,
-                              ddae_shadow_epochs=4, restorer_epochs=2, restorer_batch_size=64, bayes_table_size=3000)
+                              ddae_shadow_epochs=4, ddae_shadow_batch_size=32, restorer_epochs=2,
+                              restorer_batch_size=64, bayes_table_size=3000)
 
 
 def tiny_substitute() -> SmallCNN:

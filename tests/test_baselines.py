@@ -31,13 +31,13 @@ def ref_rounding(y, decimals, renormalize):
 
 
 def ref_reverse_sigmoid(y, beta, gamma, variant):
-    y = y.astype(np.float64)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         if variant == "public":
+            y = y.astype(np.float64)
             logit = np.log(y / (1 - y))
             r = beta * (1 / (1 + np.exp(-gamma * logit)) - 0.5)
             out = y - r
-        else:  # ART's ReverseSigmoid.__call__
+        else:  # ART's ReverseSigmoid.__call__, in the input's dtype as ART computes it
             clipped = np.clip(y, 1e-9, 1 - 1e-9)
             r = beta * (1 / (1 + np.exp(gamma * np.log((1 - clipped) / clipped))) - 0.5)
             out = np.clip(y - r, 0, 1)

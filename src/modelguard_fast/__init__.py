@@ -14,7 +14,7 @@ from .defenses.reverse_sigmoid import ReverseSigmoid
 from .defenses.rounding import Rounding
 from .defenses.top1 import Top1
 from .guarded import GuardedModel
-from .integrations import art_postprocessor
+from .integrations import art_defended_classifier, art_postprocessor
 from .metrics import UtilityMetrics, evaluate_utility, utility_metrics
 from .persistence import JournalError, SnapshotError
 
@@ -37,6 +37,7 @@ __all__ = [
     "SnapshotError",
     "Top1",
     "UtilityMetrics",
+    "art_defended_classifier",
     "art_postprocessor",
     "attacks",
     "cuda_available",

@@ -22,13 +22,19 @@ class ReverseSigmoid(Defense):
     variant="public" (default) is the formula of the paper's public code: no
     clipping, so entries equal to 0 or 1 get logits of -inf or +inf and r of
     -beta/2 or +beta/2 (entries a little above 1, which rows may hold within
-    sum_tol, are treated as 1). variant="art" is IBM ART's ReverseSigmoid:
-    the logit is taken of y clipped to [1e-9, 1 - 1e-9], and y - r is clipped
-    to [0, 1] before renormalising.
+    sum_tol, are treated as 1). variant="art" is IBM ART's ReverseSigmoid
+    (art.defences.postprocessor.ReverseSigmoid, checked bit for bit against
+    ART 1.20 in the tests): the logit is taken of y clipped to [1e-9, 1 - 1e-9],
+    y - r is clipped to [0, 1] and the row is multiplied by the reciprocal of
+    its sum, all in numpy and in the input's dtype, as ART computes it. In
+    float32, 1 - 1e-9 rounds to 1.0, so an entry of exactly 1.0 keeps an
+    infinite logit there (r = beta / 2): [1, 0, 0] answers [0.3917, 0.3041,
+    0.3041] at beta = 1, gamma = 0.1, where float64 would give [0.4407, 0.2796,
+    0.2796]. Torch and cupy inputs of this variant are computed on the host.
 
     The paper uses gamma = 0.2 and beta = 0.008 / 0.011 / 0.02 / 0.21 for
     Caltech256 / CUB200 / CIFAR100 / CIFAR10 (max L1 distortion about 1).
-    Computed in float64 and returned in the input's dtype.
+    variant="public" is computed in float64 and returned in the input's dtype.
 
     Args:
         beta: perturbation magnitude, >= 0.
@@ -61,19 +67,34 @@ class ReverseSigmoid(Defense):
 
     def __call__(self, probs: Any) -> Any:
         """Perturbed predictions; each row sums to 1."""
+        if self.variant == "art":
+            return self._art(probs)
         batch, y = io.tensor_batch(probs, "probs", self.num_classes, np.float64)
         io.check_probabilities(y, "probs", self.sum_tol)
-        if self.variant == "public":
-            clipped = y.clamp(max=1.0)
-            perturbed = y - self.beta * (torch.sigmoid(self.gamma * torch.log(clipped / (1.0 - clipped))) - 0.5)
-        else:
-            clipped = y.clamp(ART_CLIP, 1.0 - ART_CLIP)
-            r = self.beta * (torch.sigmoid(-self.gamma * torch.log((1.0 - clipped) / clipped)) - 0.5)
-            perturbed = (y - r).clamp(0.0, 1.0)
+        clipped = y.clamp(max=1.0)
+        perturbed = y - self.beta * (torch.sigmoid(self.gamma * torch.log(clipped / (1.0 - clipped))) - 0.5)
         norm = perturbed.sum(dim=1, keepdim=True)
-        bad = ~(norm[:, 0] > 0)
-        if bool(bad.any()):
-            row = int(torch.nonzero(bad)[0, 0])
-            raise ValueError(f"beta={self.beta} is too large for probs row {row}: y - r sums to "
-                             f"{float(norm[row, 0])!r}, which cannot be renormalised")
+        self._check_norm(norm[:, 0].cpu().numpy())
         return io.restore(perturbed / norm, batch)
+
+    def _art(self, probs: Any) -> Any:
+        """ART's arithmetic, step for step, in numpy and the input's dtype."""
+        batch, y = io.tensor_batch(probs, "probs", self.num_classes)
+        io.check_probabilities(y, "probs", self.sum_tol)
+        preds = y.cpu().numpy()
+        with np.errstate(divide="ignore", over="ignore"):
+            clipped = np.clip(preds, ART_CLIP, 1.0 - ART_CLIP)
+            z = -self.gamma * np.log((1.0 - clipped) / clipped)
+            r = self.beta * (1.0 / (1.0 + np.exp(-z)) - 0.5)
+            perturbed = np.clip(preds - r, 0.0, 1.0)
+            norm = np.sum(perturbed, axis=-1, keepdims=True)
+            self._check_norm(norm[:, 0])
+            out = (1.0 / norm) * perturbed
+        result = torch.from_numpy(out.astype(preds.dtype, copy=False))
+        return io.restore(result.to(y.device) if batch.on_cuda else result, batch)
+
+    def _check_norm(self, norm: np.ndarray) -> None:
+        bad = np.nonzero(~(norm > 0))[0]
+        if len(bad):
+            raise ValueError(f"beta={self.beta} is too large for probs row {bad[0]}: y - r sums to "
+                             f"{float(norm[bad[0]])!r}, which cannot be renormalised")
