@@ -10,7 +10,9 @@ class Defense:
 
     Inputs may be numpy arrays, torch tensors on any device, or cupy arrays;
     outputs have the input's type, device, dtype and shape. Class attributes
-    tell attacks what to expect of the outputs.
+    tell attacks what to expect of the outputs. Every defense is a context
+    manager: ``with ModelGuardS(10, eps=1.0, journal="guard.journal") as guard:``
+    closes it (its journal) at the end of the block.
     """
 
     #: Short name used in tables.
@@ -31,6 +33,15 @@ class Defense:
 
     def __call__(self, probs: Any) -> Any:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases what the defense holds open (ModelGuard-S: its journal); nothing for most defenses."""
+
+    def __enter__(self) -> "Defense":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     def query_view(self, x: Any) -> Any:
         """The per-query argument of __call__, computed from the query batch x."""
