@@ -18,4 +18,4 @@ fi
 # Build requirements (pyproject's [build-system]) plus ninja, installed once.
 .venv/bin/python -m pip show scikit-build-core pybind11 ninja >/dev/null 2>&1 \
   || .venv/bin/python -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" "ninja>=1.11"
-.venv/bin/python -m pip install --quiet --no-build-isolation ".[test,experiments]"
+.venv/bin/python -m pip install --quiet --no-build-isolation ".[test,experiments,cluster]"

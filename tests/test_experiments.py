@@ -108,3 +108,48 @@ def test_sweep_fills_every_budget_and_plots(tiny):
     for name in ("sweep.png", "centroids.png"):
         assert (folder / "digits" / name).read_bytes()[:4] == b"\x89PNG"
     assert "ModelGuard-S" in text
+
+
+def test_seeds_repeat_every_cell_and_keep_the_single_seed_cells(tiny, capsys):
+    config, folder, _ = tiny
+    single = {(c["defense"], c["query"], c["strategy"]): c for c in
+              json.loads((folder / "digits" / "table.json").read_text())["cells"]}
+    seeded = RunConfig.load(results_dir=str(folder), budget=60, target_epochs=2, queries=["knockoff"],
+                            strategies=["naive", "pbayes"], defenses=["none", "mgw"], workers=1, seeds=[0, 1],
+                            attack=config.attack)
+    text = run_experiment(seeded, progress=False)
+    record = json.loads((folder / "digits" / "table.json").read_text())
+    assert [s["seed"] for s in record["seeds"]] == [0, 1]
+    assert [s["query_seed"] for s in record["seeds"]] == [42, 43]  # seed 1 queries in another order
+    cells = record["cells"]
+    assert len(cells) == 2 * 2 * 2 and [c["seed"] for c in cells] == [0] * 4 + [1] * 4
+    for c in cells[:4]:  # seed 0 is the single-seed run: its cells come from the same cache entries
+        assert c == {**single[c["defense"], c["query"], c["strategy"]], "seed": 0}
+    assert any(a["accuracy"] != b["accuracy"] for a, b in zip(cells[:4], cells[4:]))
+    header, rows = record["header"], record["rows"]
+    intervals = {(c["defense"], c["strategy"]): c["accuracy"] for c in record["intervals"]["cells"]}
+    assert record["intervals"]["method"] == "t over seeds"
+    for row in rows:
+        key = {"None": "none", "ModelGuard-W": "mgw"}[row[0]]
+        for j, strategy in ((1, "naive"), (2, "pbayes")):
+            iv = intervals[key, strategy]
+            assert len(iv["values"]) == 2 and row[j] == pytest.approx(np.mean(iv["values"]))
+            assert iv["low"] <= row[j] <= iv["high"]
+        assert row[3] == max(row[1:3])  # max of the means
+    ci = (folder / "digits" / "table-ci.md").read_text()
+    assert ci.startswith("| defense |") and " [" in ci
+    assert "2 seeds (0, 1;" in text and "t over seeds" in text
+    assert (folder / "digits" / "findings.md").read_text().startswith("- **ModelGuard-W is the lowest")
+    assert (folder / "digits" / "table.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_seeds_are_refused(capsys):
+    with pytest.raises(ConfigError, match=r"run.seeds = \[0, 0\] is not allowed; the seeds must differ"):
+        RunConfig.load(seeds=[0, 0])
+    with pytest.raises(ConfigError, match=r"run.seeds = \[-1\] is not allowed; use a list of non-negative"):
+        RunConfig.load(seeds=[-1])
+    with pytest.raises(SystemExit):
+        main(["run", "--seeds", "0,x"])
+    assert "'0,x' is not a list of seeds" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"run.backend = 'spark' is not allowed; choose from 'local', 'ray'"):
+        RunConfig.load(backend="spark")

@@ -18,7 +18,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 _SETUP_KEYS = ("dataset", "data_root", "results_dir", "device", "seed", "target_epochs", "budget")
-_GRID_KEYS = ("eps", "workers", "defenses", "queries", "strategies")
+_GRID_KEYS = ("eps", "workers", "defenses", "queries", "strategies", "seeds", "vary_target", "backend",
+              "ray_address")
 
 
 def _config(args: argparse.Namespace, keys: tuple[str, ...] = _SETUP_KEYS + _GRID_KEYS):
@@ -79,7 +80,28 @@ def _add_setup_options(parser: argparse.ArgumentParser, cells: bool = True) -> N
     parser.add_argument("--workers", type=int,
                         help="processes running attack cells (default 0: one per CPU core, one on a GPU); a "
                              "cell's numbers do not depend on it")
+    parser.add_argument("--seeds", type=_seeds_arg,
+                        help="comma-separated seeds, e.g. 0,1,2: every cell is repeated with each (the attacker's "
+                             "query order, the substitute's initialisation and training order); tables give the "
+                             "mean and a 95%% interval (default: --seed alone)")
+    parser.add_argument("--vary-target", dest="vary_target", action="store_true", default=None,
+                        help="with --seeds: each seed also re-draws the data split and retrains the target")
+    parser.add_argument("--backend", choices=["local", "ray"],
+                        help="local: worker processes on this machine (default); ray: Ray tasks, on a local "
+                             "instance or the cluster at --ray-address (pip install 'modelguard_fast[cluster]')")
+    parser.add_argument("--ray-address", dest="ray_address",
+                        help="with --backend ray: the cluster to join, e.g. auto (started by `ray start --head`) "
+                             "or ray://host:10001 (default: a local instance started for the run)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _seeds_arg(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds; use comma-separated non-negative "
+                                         "integers, e.g. 0,1,2") from None
+    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,11 @@ Example (every key optional; shown with the defaults)::
     data_root = ""            # folder of the paper's datasets (layouts: modelguard_fast/data/local.py)
     results_dir = "results"   # tables, plots and the cache of finished cells
     device = "cpu"
-    seed = 0
+    seed = 0                  # seed of the data split and the target, and of the attacks when seeds is empty
+    seeds = []                # repeat every cell over these seeds (see below); empty: [seed], one run
+    vary_target = false       # with seeds: also re-draw the data split and retrain the target per seed
+    backend = "local"         # local (worker processes) | ray (Ray tasks; pip install "modelguard_fast[cluster]")
+    ray_address = ""          # with backend = "ray": the cluster ("auto", "ray://host:10001"); empty: a local one
     eps = 1.0                 # the utility budget of ModelGuard-W, ModelGuard-S and MAD
     budget = 0                # images the attacker queries; 0: the whole attacker pool
     target_epochs = 30
@@ -15,6 +19,16 @@ Example (every key optional; shown with the defaults)::
     defenses = ["none", "revsig", "mad", "am", "top1", "rounding", "mgw", "mgs"]
     queries = ["knockoff", "jbda"]
     strategies = ["naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes"]
+
+    What a seed varies. Replicate seed r runs every attack with seed r (the
+    substitute's initialisation and training order, the JBDA-TR targets,
+    the D-DAE shadow models and restorer, the partial Bayes table, MAD's
+    surrogate) and queries the pool in the order of query_seed + (r - seed)
+    (AttackConfig.query_seed, 42 by default), so replicate r = seed is the
+    single-seed run, cache entries included. With vary_target, replicate r
+    also splits the data and trains the target and misinformation model
+    with seed r (the baselines are calibrated again). Each seed's cells are
+    cached apart; tables give the mean and a 95% interval (stats.py).
 
     [attack]                  # any AttackConfig field; defaults: AttackConfig.small() for the bundled
                               # datasets, AttackConfig.paper(dataset) for CIFAR
@@ -24,6 +38,7 @@ Example (every key optional; shown with the defaults)::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +51,7 @@ from .presets import PIPELINE_DATASETS
 from .setup import DEFENSES
 
 DATASETS = PIPELINE_DATASETS
+BACKENDS = ("local", "ray")
 
 
 class ConfigError(ValueError):
@@ -49,6 +65,10 @@ class RunConfig:
     results_dir: str = "results"
     device: str = "cpu"
     seed: int = 0
+    seeds: list[int] = field(default_factory=list)
+    vary_target: bool = False
+    backend: str = "local"
+    ray_address: str = ""
     eps: float = 1.0
     budget: int = 0
     target_epochs: int = 30
@@ -87,8 +107,34 @@ class RunConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "target_epochs" else 0):
                 raise ConfigError(f"run.{key} = {value!r} is not allowed; use a non-negative integer")
+        if not isinstance(self.seeds, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
+                                                    for v in self.seeds):
+            raise ConfigError(f"run.seeds = {self.seeds!r} is not allowed; use a list of non-negative integers "
+                              "(empty: one run with run.seed)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"run.seeds = {self.seeds!r} is not allowed; the seeds must differ")
+        if not isinstance(self.vary_target, bool):
+            raise ConfigError(f"run.vary_target = {self.vary_target!r} is not allowed; use true or false")
+        one_of("run.backend", self.backend, BACKENDS)
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError("run.backend = 'ray' needs Ray, which is not installed: pip install "
+                              "\"modelguard_fast[cluster]\" (or pip install \"ray>=2.9\")")
+        if not isinstance(self.ray_address, str):
+            raise ConfigError(f"run.ray_address = {self.ray_address!r} is not allowed; use a string (empty: a "
+                              "local Ray instance)")
         self.attack_config()
         return self
+
+    def replicate_seeds(self) -> list[int]:
+        """The seeds every cell is run with: `seeds`, or [seed] when it is empty."""
+        return list(self.seeds) or [self.seed]
+
+    def attack_config_for(self, replicate: int, base: AttackConfig | None = None) -> AttackConfig:
+        """The attack configuration (`base`, default attack_config()) of replicate seed `replicate`: its query
+        order is query_seed + (replicate - seed)."""
+        config = self.attack_config() if base is None else base
+        return config if replicate == self.seed else config.replace(query_seed=config.query_seed + replicate
+                                                                     - self.seed)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "RunConfig":

@@ -22,8 +22,10 @@ from tqdm.auto import tqdm
 
 from ..attacks import AttackConfig, run_attack, train_attack_shadows
 from ..metrics import utility_metrics
+from ..training import predict_proba
 from .cache import Cache
 from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu, prepare
+from .stats import bits
 from .threads import single_threaded
 
 log = logging.getLogger(__name__)
@@ -58,11 +60,21 @@ def utility(setup: Setup, cache: Cache, name: str, eps: float, seed: int) -> dic
 class CellRunner:
     """Runs cells of one setup, attack configuration, budget and seed, and knows their cache keys."""
 
-    def __init__(self, setup: Setup, cache: Cache, config: AttackConfig, budget: int, device: str = "cpu",
+    def __init__(self, setup: Setup, cache: Cache | None, config: AttackConfig, budget: int, device: str = "cpu",
                  seed: int = 0):
         self.setup, self.cache, self.config = setup, cache, config
         self.budget, self.device, self.seed = budget, device, seed
         self._shadows = None
+
+    def recipe(self, whole: bool = False) -> dict[str, Any]:
+        """What another process needs to rebuild this runner (runner_from_recipe): a named dataset's prepare()
+        arguments and the cache's folder, read there; or, with `whole` or for a user's setup (no prepare
+        arguments), the setup itself and the trained shadow models (then they must pickle), for a process that
+        may not see this machine's disk (a Ray cluster)."""
+        recipe = {"config": self.config.as_dict(), "budget": self.budget, "device": self.device, "seed": self.seed}
+        if self.setup.prepare_args is not None and not whole:
+            return {**recipe, "cache_root": str(self.cache.root), "prepare_args": self.setup.prepare_args}
+        return {**recipe, "setup": self.setup, "shadows": self._shadows}
 
     def spec(self, cell: Cell) -> dict[str, Any]:
         return {**self.setup.spec, "params": self.setup.params, **asdict(cell), "budget": self.budget,
@@ -98,30 +110,58 @@ class CellRunner:
                                 pool_y=splits.pool_y, device=self.device, seed=self.seed,
                                 substitute=self.setup.new_model,
                                 shadow_models=self.shadow_models() if cell.strategy == "ddae" else None)
+            top1 = predict_proba(result.substitute, splits.test_x).argmax(dim=1).cpu()
         record = {**asdict(cell), "name": DEFENSE_NAMES[cell.defense], "accuracy": result.accuracy,
                   "fidelity": result.fidelity, "recovery_distance": result.recovery_distance,
                   "queries_used": result.queries_used, "table_rows": result.table_rows,
                   "seconds": time.perf_counter() - started}
+        # Per test image: the substitute right (accuracy) and agreeing with the target (fidelity), for the
+        # bootstrap intervals over test images (stats.py).
+        record["test_images"] = len(splits.test_y)
+        record["correct"] = bits((top1 == splits.test_y.cpu()).numpy())
+        record["agree"] = bits((top1.numpy() == self.setup.clean_test.argmax(1)))
         if hasattr(defense, "num_centroids"):
             record["centroids"] = defense.num_centroids
         log.info("%s: accuracy %.4f (%.1f s)", cell, result.accuracy, record["seconds"])
         return record
 
 
-_worker: CellRunner | None = None
+def runner_from_recipe(recipe: dict[str, Any]) -> CellRunner:
+    """The CellRunner that CellRunner.recipe() describes, rebuilt in another process: a named dataset is
+    prepared again from the cache; a whole setup (and D-DAE's shadow models) is used as it came."""
+    cache = Cache(recipe["cache_root"]) if "cache_root" in recipe else None
+    setup = recipe.get("setup")
+    if setup is None:
+        setup = prepare(cache=cache, device=recipe["device"], **recipe["prepare_args"])
+    runner = CellRunner(setup, cache, AttackConfig.from_dict(recipe["config"]), recipe["budget"], recipe["device"],
+                        recipe["seed"])
+    runner._shadows = recipe.get("shadows")
+    return runner
 
 
-def _start_worker(prepare_args: dict[str, Any], cache_root: str, config: dict[str, Any], budget: int, device: str,
-                  seed: int) -> None:
+class WorkerRunners:
+    """The runners of one worker process, built from their recipes when first used."""
+
+    def __init__(self, recipes: Sequence[dict[str, Any]]):
+        self.recipes, self.runners = list(recipes), {}
+
+    def run(self, index: int, cell: Cell) -> dict[str, Any]:
+        if index not in self.runners:
+            self.runners[index] = runner_from_recipe(self.recipes[index])
+        return self.runners[index].run(cell)
+
+
+_worker: WorkerRunners | None = None
+
+
+def _start_worker(recipes: list[dict[str, Any]]) -> None:
     global _worker
     torch.set_num_threads(1)
-    cache = Cache(cache_root)
-    setup = prepare(cache=cache, device=device, **prepare_args)
-    _worker = CellRunner(setup, cache, AttackConfig.from_dict(config), budget, device, seed)
+    _worker = WorkerRunners(recipes)
 
 
-def _run_in_worker(cell: Cell) -> dict[str, Any]:
-    return _worker.run(cell)
+def _run_in_worker(index: int, cell: Cell) -> dict[str, Any]:
+    return _worker.run(index, cell)
 
 
 def default_workers(device: str) -> int:
@@ -129,50 +169,85 @@ def default_workers(device: str) -> int:
     return 1 if torch.device(device).type != "cpu" else max(1, len(os.sched_getaffinity(0)))
 
 
+Task = tuple[CellRunner, Cell]
+
+
 def run_cells(runner: CellRunner, cells: Sequence[Cell], workers: int = 0, progress: bool = True,
               desc: str = "attacks") -> list[dict[str, Any]]:
-    """Every cell's record, in the order of `cells`: read from the cache, or run (in `workers` processes
-    when more than one; 0: default_workers) and cached as each finishes."""
-    records: dict[Cell, dict[str, Any]] = {}
-    for cell in cells:
-        cached = runner.cache.get_json("cell", runner.spec(cell))
-        if cached is not None:
-            records[cell] = cached
-    todo = sorted(set(cells) - set(records), key=lambda c: (-_COST.get(c.strategy, 1) * (1.5 if c.query == "jbda"
-                                                                                        else 1), cells.index(c)))
-    workers = min(workers or default_workers(runner.device), len(todo))
-    bar = tqdm(total=len(cells), initial=len(records), desc=desc, unit="cell", disable=not progress)
+    """Every cell's record, in the order of `cells` (see run_tasks)."""
+    return run_tasks([(runner, cell) for cell in cells], workers, progress, desc)
 
-    def finished(cell: Cell, record: dict[str, Any]) -> None:
-        runner.cache.put_json("cell", runner.spec(cell), record)
-        records[cell] = record
+
+def run_tasks(tasks: Sequence[Task], workers: int = 0, progress: bool = True, desc: str = "attacks",
+              backend: str = "local", ray_address: str | None = None) -> list[dict[str, Any]]:
+    """Every (runner, cell)'s record, in the order of `tasks`: read from the cache, or run and cached as each
+    finishes. backend "local": in this process (workers 1) or in `workers` spawned processes (0:
+    default_workers); "ray": as Ray tasks on the cluster at `ray_address` (None: a local instance), see
+    experiments.cluster. Runners may differ (seeds, setups); the cells of a runner share its setup."""
+    runners = list(dict.fromkeys(runner for runner, _ in tasks))
+    index = {runner: i for i, runner in enumerate(runners)}
+    keys = [(index[runner], cell) for runner, cell in tasks]
+    records: dict[tuple[int, Cell], dict[str, Any]] = {}
+    for key in dict.fromkeys(keys):
+        cached = runners[key[0]].cache.get_json("cell", runners[key[0]].spec(key[1]))
+        if cached is not None:
+            records[key] = cached
+    order = {key: i for i, key in reversed(list(enumerate(keys)))}
+    # One runner (seed) after the other, so that an interrupted run has whole seeds; within it the long cells
+    # first, to keep every worker busy to the end.
+    todo = sorted(set(keys) - set(records), key=lambda k: (k[0], -_COST.get(k[1].strategy, 1) * (
+        1.5 if k[1].query == "jbda" else 1), order[k]))
+    total = len(order)
+    bar = tqdm(total=total, initial=len(records), desc=desc, unit="cell", disable=not progress)
+
+    def finished(key: tuple[int, Cell], record: dict[str, Any]) -> None:
+        runners[key[0]].cache.put_json("cell", runners[key[0]].spec(key[1]), record)
+        records[key] = record
+        cell = key[1]
         bar.set_postfix_str(f"{cell.defense}/{cell.query}/{cell.strategy} {record['accuracy']:.3f}")
         bar.update()
 
-    if any(c.strategy == "ddae" for c in todo):
-        runner.shadow_models()  # once, before the workers load them from the cache
+    for i in dict.fromkeys(i for i, cell in todo if cell.strategy == "ddae"):
+        runners[i].shadow_models()  # once, before the workers load them from the cache
+    try:
+        if backend == "ray":
+            from .cluster import run_on_ray
+
+            run_on_ray([runner.recipe(whole=True) for runner in runners], todo, finished, ray_address)
+        else:
+            _run_locally(runners, todo, finished, workers)
+    finally:
+        bar.close()
+    return [records[key] for key in keys]
+
+
+def _run_locally(runners: list[CellRunner], todo: list[tuple[int, Cell]], finished, workers: int) -> None:
+    workers = min(workers or default_workers(runners[0].device if runners else "cpu"), len(todo))
     if workers <= 1:
-        for cell in todo:
-            finished(cell, runner.run(cell))
-    else:
-        args = (runner.setup.prepare_args, str(runner.cache.root), runner.config.as_dict(), runner.budget,
-                runner.device, runner.seed)
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=args)
-        try:
-            futures = {pool.submit(_run_in_worker, cell): cell for cell in todo}
-            for future in as_completed(futures):
-                finished(futures[future], future.result())
-        finally:  # on an error or Ctrl-C, drop the cells not started (the finished ones are cached)
-            pool.shutdown(wait=True, cancel_futures=True)
-    bar.close()
-    return [records[cell] for cell in cells]
+        for i, cell in todo:
+            finished((i, cell), runners[i].run(cell))
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=([runner.recipe() for runner in runners],))
+    try:
+        futures = {pool.submit(_run_in_worker, *key): key for key in todo}
+        for future in as_completed(futures):
+            finished(futures[future], future.result())
+    finally:  # on an error or Ctrl-C, drop the cells not started (the finished ones are cached)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_grid(runner: CellRunner, defenses: Sequence[str], queries: Sequence[str] = QUERIES,
-             strategies: Sequence[str] = STRATEGIES, eps: float = 1.0, workers: int = 0,
-             progress: bool = True) -> dict[str, Any]:
-    """The paper's main experiment at one budget: utility per defense and one record per cell."""
+def run_grid(runners: CellRunner | Sequence[CellRunner], defenses: Sequence[str], queries: Sequence[str] = QUERIES,
+             strategies: Sequence[str] = STRATEGIES, eps: float = 1.0, workers: int = 0, progress: bool = True,
+             backend: str = "local", ray_address: str | None = None) -> dict[str, Any]:
+    """The paper's main experiment at one budget, for each runner (one per seed): utility per (seed, defense)
+    and one record per (seed, cell), each with its "seed"."""
+    runners = [runners] if isinstance(runners, CellRunner) else list(runners)
     cells = [Cell(d, q, s, eps) for d in defenses for q in queries for s in strategies]
-    utilities = {d: utility(runner.setup, runner.cache, d, eps, runner.seed) for d in defenses}
-    return {"utility": utilities, "cells": run_cells(runner, cells, workers, progress)}
+    utilities = [{"seed": r.seed, "defense": d, **utility(r.setup, r.cache, d, eps, r.seed)}
+                 for r in runners for d in defenses]
+    tasks = [(r, cell) for r in runners for cell in cells]
+    records = run_tasks(tasks, workers, progress, backend=backend, ray_address=ray_address)
+    return {"utility": utilities, "cells": [{**record, "seed": r.seed} for (r, _), record in zip(tasks, records)],
+            "seeds": [r.seed for r in runners]}

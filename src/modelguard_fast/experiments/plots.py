@@ -104,9 +104,12 @@ def plot_centroid_growth(header: list[str], rows: list[list[Any]], path: str | o
     return _save(figure, path)
 
 
-def plot_grid(header: list[str], rows: list[list[Any]], path: str | os.PathLike, title: str | None = None) -> Path:
-    """The main table: a heat map of extraction accuracy per attack, and per defense its worst case (max over
-    attacks) as a bar labelled with its largest L1 distortion. Rows as report.grid_table returns them."""
+def plot_grid(header: list[str], rows: list[list[Any]], path: str | os.PathLike, title: str | None = None,
+              spread: list[tuple[float | None, float | None, tuple[float, ...]]] | None = None) -> Path:
+    """The main table: a heat map of extraction accuracy per attack (means over seeds), and per defense its
+    worst case (the attack of the largest mean) as a bar labelled with its largest L1 distortion. Rows as
+    report.grid_table returns them. `spread`, per row: the worst case's 95% interval (low, high), drawn as an
+    error bar, and its per-seed values, drawn as dots."""
     import numpy as np
 
     attacks = [a.replace("KnockoffNets ", "").replace("JBDA-TR ", "") + ("\nKnockoff" if a.startswith("Knockoff")
@@ -123,13 +126,18 @@ def plot_grid(header: list[str], rows: list[list[Any]], path: str | os.PathLike,
     figure.colorbar(image, ax=left, label="extraction accuracy")
     left.set_title("Extraction accuracy per attack")
     worst = [row[-4] for row in rows]
-    bars = right.barh(range(len(names)), worst, color="tab:blue")
+    bars = right.barh(range(len(names)), worst, color="tab:blue", alpha=0.6 if spread else 1.0)
+    if spread:
+        for i, (low, high, values) in enumerate(spread):
+            if low is not None:
+                right.errorbar(worst[i], i, xerr=[[worst[i] - low], [high - worst[i]]], color="black", capsize=3)
+            right.scatter(values, [i] * len(values), color="black", s=8, zorder=3)
     right.bar_label(bars, [f"{w:.3f} (L1 <= {row[-2]:.2f})" for w, row in zip(worst, rows)], fontsize=7,
                     padding=2)
     right.set_yticks(range(len(names)), names)
     right.invert_yaxis()
     right.set_xlim(0, 1.45)
-    right.set_xlabel("max extraction accuracy over attacks")
+    right.set_xlabel("max extraction accuracy over attacks" + (" (mean, 95% interval, seeds)" if spread else ""))
     right.set_title("Worst case (and largest L1)")
     if title:
         figure.suptitle(title)

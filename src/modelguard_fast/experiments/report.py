@@ -15,26 +15,92 @@ import torch
 from .. import __version__, cuda_built
 from ..persistence.atomic import write_atomically
 from .setup import DEFENSE_NAMES
+from .stats import LEVEL, cell_interval, interval_method
 
 STRATEGY_NAMES = {"naive": "Naive", "top1": "Top-1", "s4l": "S4L", "smoothing": "Smoothing", "ddae": "D-DAE",
                   "ddae+": "D-DAE+", "pbayes": "pBayes"}
 QUERY_NAMES = {"knockoff": "KnockoffNets", "jbda": "JBDA-TR"}
 
 
+def _cells_by_key(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """Each (defense, query, strategy)'s records, one per seed, in the order they first appear."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for c in cells:
+        grouped.setdefault((c["defense"], c["query"], c["strategy"]), []).append(c)
+    return grouped
+
+
+def grid_intervals(grid: dict[str, Any]) -> dict[str, Any]:
+    """Per defense, its cells' accuracy and fidelity as stats.Interval (mean and 95% interval over the seeds,
+    or over test images with one seed), and its worst case: the cell of the largest mean accuracy (not the
+    luckiest seed) with that cell's interval, likewise for fidelity.
+
+    Returns {"columns": [(query, strategy)], "defenses": {defense: {"accuracy": {column: Interval},
+    "fidelity": {column: Interval}, "max_accuracy": (column, Interval), "max_fidelity": (column, Interval)}}}.
+    """
+    grouped = _cells_by_key(grid["cells"])
+    columns = list(dict.fromkeys((q, s) for _, q, s in grouped))
+    defenses = {}
+    for defense in dict.fromkeys(d for d, _, _ in grouped):
+        mine = {col: grouped[(defense, *col)] for col in columns if (defense, *col) in grouped}
+        acc = {col: cell_interval(records, "accuracy") for col, records in mine.items()}
+        fid = {col: cell_interval(records, "fidelity") for col, records in mine.items()}
+        defenses[defense] = {"accuracy": acc, "fidelity": fid,
+                             "max_accuracy": max(acc.items(), key=lambda item: item[1].mean),
+                             "max_fidelity": max(fid.items(), key=lambda item: item[1].mean)}
+    return {"columns": columns, "defenses": defenses}
+
+
+def _utility_by_defense(grid: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Per defense: the largest max L1 over the seeds and the mean protected accuracy."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for u in grid["utility"]:
+        grouped.setdefault(u["defense"], []).append(u)
+    return {d: (max(u["max_l1"] for u in us), float(np.mean([u["protected_accuracy"] for u in us])))
+            for d, us in grouped.items()}
+
+
+def _header(columns: list[tuple[str, str]]) -> list[str]:
+    return ["defense", *[f"{QUERY_NAMES[q]} {STRATEGY_NAMES[s]}" for q, s in columns],
+            "max acc.", "max fidelity", "max L1", "protected acc."]
+
+
 def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """The paper's table: a row per defense; extraction accuracy per cell, then the summary columns."""
-    cells = grid["cells"]
-    columns = list(dict.fromkeys((c["query"], c["strategy"]) for c in cells))
-    header = ["defense", *[f"{QUERY_NAMES[q]} {STRATEGY_NAMES[s]}" for q, s in columns],
-              "max acc.", "max fidelity", "max L1", "protected acc."]
+    """The paper's table: a row per defense; extraction accuracy per cell (the mean over seeds), then the
+    summary columns: max accuracy and max fidelity over attacks (of the means), the largest L1 distortion
+    and the protected accuracy."""
+    summary, utilities = grid_intervals(grid), _utility_by_defense(grid)
     rows = []
-    for key in dict.fromkeys(c["defense"] for c in cells):
-        mine = {(c["query"], c["strategy"]): c for c in cells if c["defense"] == key}
-        u = grid["utility"][key]
-        rows.append([DEFENSE_NAMES[key], *[mine[col]["accuracy"] for col in columns],
-                     max(c["accuracy"] for c in mine.values()), max(c["fidelity"] for c in mine.values()),
-                     u["max_l1"], u["protected_accuracy"]])
-    return header, rows
+    for key, mine in summary["defenses"].items():
+        rows.append([DEFENSE_NAMES[key], *[mine["accuracy"][col].mean for col in summary["columns"]],
+                     mine["max_accuracy"][1].mean, mine["max_fidelity"][1].mean, *utilities[key]])
+    return _header(summary["columns"]), rows
+
+
+def grid_interval_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """grid_table with every accuracy, and the max accuracy and max fidelity, as "mean [low, high]" (95%
+    intervals, see stats.py; the max columns give the interval of the cell with the largest mean)."""
+    summary, utilities = grid_intervals(grid), _utility_by_defense(grid)
+    rows = []
+    for key, mine in summary["defenses"].items():
+        rows.append([DEFENSE_NAMES[key], *[mine["accuracy"][col].format() for col in summary["columns"]],
+                     mine["max_accuracy"][1].format(), mine["max_fidelity"][1].format(), *utilities[key]])
+    return _header(summary["columns"]), rows
+
+
+def intervals_record(grid: dict[str, Any]) -> dict[str, Any]:
+    """grid_intervals for the JSON record: every cell's and every worst case's mean, interval and per-seed
+    values, and the method used (stats.interval_method)."""
+    summary = grid_intervals(grid)
+    cells, worst = [], []
+    for defense, mine in summary["defenses"].items():
+        for (query, strategy), iv in mine["accuracy"].items():
+            cells.append({"defense": defense, "query": query, "strategy": strategy, "accuracy": iv.as_dict(),
+                          "fidelity": mine["fidelity"][query, strategy].as_dict()})
+        for name in ("max_accuracy", "max_fidelity"):
+            (query, strategy), iv = mine[name]
+            worst.append({"defense": defense, "of": name, "query": query, "strategy": strategy, **iv.as_dict()})
+    return {"method": interval_method(grid["cells"]), "level": LEVEL, "cells": cells, "worst_case": worst}
 
 
 def markdown(header: list[str], rows: list[list[Any]], float_format: str = ".4f") -> str:
@@ -49,9 +115,10 @@ def markdown(header: list[str], rows: list[list[Any]], float_format: str = ".4f"
     return "\n".join(lines)
 
 
-def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any],
+def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[Any]], record: dict[str, Any] | None,
                   float_format: str = ".4f") -> None:
-    """<name>.md, <name>.csv and <name>.json (the rows plus `record`: configuration, versions, timings)."""
+    """<name>.md, <name>.csv and <name>.json (the rows plus `record`: configuration, versions, timings; no JSON
+    when `record` is None)."""
     folder.mkdir(parents=True, exist_ok=True)
     text = markdown(header, rows, float_format) + "\n"
     write_atomically(folder / f"{name}.md", lambda f: f.write(text.encode()))
@@ -60,6 +127,8 @@ def write_outputs(folder: Path, name: str, header: list[str], rows: list[list[An
     writer.writerow(header)
     writer.writerows(rows)
     write_atomically(folder / f"{name}.csv", lambda f: f.write(buffer.getvalue().encode()))
+    if record is None:
+        return
     payload = json.dumps({**record, "header": header, "rows": rows}, indent=1, default=str)
     write_atomically(folder / f"{name}.json", lambda f: f.write(payload.encode()))
 

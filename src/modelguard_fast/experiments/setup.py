@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -44,20 +44,28 @@ class Setup:
     dataset: str
     splits: Any
     target: nn.Module
-    misinformation: nn.Module
-    outliers: torch.Tensor
+    misinformation: nn.Module | None  # AM's; None when there is no AM (a user's setup without outliers)
+    outliers: torch.Tensor | None
     clean_test: np.ndarray  # the target's softmax on its test set
     spec: dict[str, Any]  # what determines the above (for cache keys)
-    prepare_args: dict[str, Any]  # prepare()'s arguments but cache and device, to load it again elsewhere
+    prepare_args: dict[str, Any] | None  # prepare()'s arguments but cache and device; None for a user's setup
     params: dict[str, float] = field(default_factory=dict)  # calibrated baseline parameters at L1 budget 1.0
     _betas: dict[float, float] = field(default_factory=dict, repr=False)
+    factory: Callable[[], nn.Module] | None = None  # a user's model factory (experiments.user)
 
     @property
     def num_classes(self) -> int:
         return self.splits.num_classes
 
+    @property
+    def defenses(self) -> tuple[str, ...]:
+        """The defenses this setup can build: all of DEFENSES, but AM without a misinformation model."""
+        return tuple(d for d in DEFENSES if d != "am" or self.misinformation is not None)
+
     def new_model(self) -> nn.Module:
         """A fresh, untrained model of the target's architecture (substitutes and shadow models)."""
+        if self.factory is not None:
+            return self.factory()
         return build_model(PRESETS[self.dataset].architecture, self.num_classes, self.splits.image_shape[0])
 
     def revsig_beta(self, max_l1: float) -> float:
@@ -166,6 +174,9 @@ def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, orde
     if name == "mad":
         return MAD.from_target(setup.target, seed=seed, eps=eps)
     if name == "am":
+        if setup.misinformation is None:
+            raise ValueError("defense 'am' needs a misinformation model, which this setup lacks (a user's setup "
+                             "without outliers or training data); leave 'am' out")
         return AdaptiveMisinformation(setup.params["am_tau"], misinformation_model=setup.misinformation)
     if name == "top1":
         return Top1()

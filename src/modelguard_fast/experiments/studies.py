@@ -29,7 +29,7 @@ from ..data.outliers import sample_image_patches, sample_ood_patches
 from ..defenses.base import Defense
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, DEFENSES, Setup, build_defense, defend_on_cpu
+from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu
 from .threads import single_threaded
 
 #: OOD test sets of ood_auroc (see its docstring).
@@ -96,14 +96,16 @@ def _synchronize(device: torch.device) -> None:
 def _on_device(setup: Setup, device: torch.device) -> Setup:
     """A copy of `setup` whose models are copies on `device` (the setup's own models are not moved)."""
     return dataclasses.replace(setup, target=copy.deepcopy(setup.target).to(device),
-                               misinformation=copy.deepcopy(setup.misinformation).to(device))
+                               misinformation=None if setup.misinformation is None
+                               else copy.deepcopy(setup.misinformation).to(device))
 
 
 # ---------------------------------------------------------------- Figure 6
 def response_times(setup: Setup, batch_sizes: Sequence[int] = (1, 256), eps: float = 1.0, repeats: int = 30,
                    warmup: int = 3, device: str = "cpu", threads: int | None = None,
                    ) -> tuple[list[str], list[list[Any]]]:
-    """Median seconds per query of each of the 8 defenses (Figure 6), at each batch size.
+    """Median seconds per query of each of the 8 defenses (Figure 6; AM only where the setup has it), at each
+    batch size.
 
     A timed call is what a server does for a batch of queries: the target's
     forward pass and softmax, then the defense (for MAD and Adaptive
@@ -140,7 +142,7 @@ def response_times(setup: Setup, batch_sizes: Sequence[int] = (1, 256), eps: flo
         torch.set_num_threads(threads)
     try:
         local = _on_device(setup, dev)
-        defenses = {name: build_defense(name, local, eps=eps) for name in DEFENSES}
+        defenses = {name: build_defense(name, local, eps=eps) for name in setup.defenses}
         with torch.no_grad():
             defenses["mgs"](predict_proba(local.target, local.splits.pool_x.to(dev)))
         medians = {}
@@ -151,7 +153,7 @@ def response_times(setup: Setup, batch_sizes: Sequence[int] = (1, 256), eps: flo
         torch.set_num_threads(previous_threads)
     header = ["defense", "batch", "total s/query", "target s/query", "defense s/query", "total / None"]
     rows = [[DEFENSE_NAMES[name], batch, *medians[name, batch], medians[name, batch][0] / medians["none", batch][0]]
-            for name in DEFENSES for batch in batch_sizes]
+            for name in setup.defenses for batch in batch_sizes]
     return header, rows
 
 
