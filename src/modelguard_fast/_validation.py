@@ -106,3 +106,24 @@ def raise_for_device_row(x, row: int, code: int, name: str, sum_tol: float) -> N
     else:
         code = host_code
     raise_row_error(name, row, code, col, value, sum_tol)
+
+
+def torch_device(value, name: str = "device"):
+    """`value` as a torch.device that exists here; ValueError naming `name` for a malformed device
+    string, and for a CUDA (or MPS) device this machine cannot use."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {value!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} = {value!r}, but CUDA is not available here (torch {torch.__version__}, "
+                             f"built with CUDA {torch.version.cuda}, no visible GPU); use 'cpu'")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{name} = {value!r}, but only {count} CUDA device(s) are visible (0..{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name} = {value!r}, but MPS is not available here; use 'cpu'")
+    return device

@@ -13,8 +13,19 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     print(run_demo(dataset=args.dataset, eps_values=args.eps, epochs=args.epochs, seed=args.seed,
-                   device=args.device))
+                   device=args.device, progress=not args.quiet))
     return 0
+
+
+def _device_arg(text: str) -> str:
+    """An argparse type: a torch device this machine can use (checked before any work starts)."""
+    from ._validation import torch_device
+
+    try:
+        torch_device(text, "--device")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 _SETUP_KEYS = ("dataset", "data_root", "results_dir", "device", "seed", "target_epochs", "budget")
@@ -114,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's main table: every query strategy x attack x defense on a bundled dataset",
         description="Trains the target (with Outlier Exposure) and the misinformation model, calibrates "
                     "the baselines, runs every (query strategy, attack strategy, defense) cell and writes "
-                    "results/<dataset>/table.{md,csv,json}. Finished cells are cached under "
+                    "results/<dataset>/table.{md,csv,json} and table.png (the table as a heat map, with each "
+                    "defense's worst case). Finished cells are cached under "
                     "results/cache, so an interrupted run resumes and a changed setting recomputes only "
                     "what it touches. Options override the config file's [run] table.",
     )
@@ -156,11 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dataset", default="digits", choices=["digits", "mnist5k"],
                       help="bundled dataset (default: digits)")
-    demo.add_argument("--eps", type=float, nargs="+", default=[0.5, 1.0],
-                      help="ModelGuard-S L1 budgets to compare (default: 0.5 1.0)")
-    demo.add_argument("--epochs", type=int, default=30, help="training epochs of target and substitutes")
+    demo.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.5, 1.0],
+                      help="ModelGuard-S L1 budgets to compare, each in (0, 2] (default: 0.5 1.0)")
+    demo.add_argument("--epochs", type=_int_arg(1), default=30,
+                      help="training epochs of target and substitutes, >= 1 (default: 30)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data split, models and query order")
-    demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
+    demo.add_argument("--device", type=_device_arg, default="cpu",
+                      help="torch device, e.g. cpu or cuda (default: cpu)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
     _add_study_parsers(sub)
     return parser
@@ -342,9 +357,19 @@ def _qpi(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs a subcommand; a bad setting or a missing dataset is reported in one line (exit status 2), not a
+    traceback."""
+    from .data.local import DatasetNotFoundError
+    from .experiments.config import ConfigError
+    from .experiments.studies import StudyError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ConfigError, StudyError, DatasetNotFoundError) as err:
+        print(f"modelguard-fast {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ._validation import eps_value, positive_int, torch_device
 from .data import load_bundled
 from .defenses.modelguard_s import ModelGuardS
 from .models import SmallCNN
@@ -20,12 +21,20 @@ def _l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def run_demo(dataset: str = "digits", eps_values=(0.5, 1.0), epochs: int = 30, seed: int = 0,
-             device: str = "cpu", query_batch: int = 64) -> str:
-    """Returns a Markdown table: per defense, utility and the naive attack's extraction accuracy."""
+             device: str = "cpu", query_batch: int = 64, progress: bool = False) -> str:
+    """Returns a Markdown table: per defense, utility and the naive attack's extraction accuracy.
+
+    Every argument is checked before anything is trained (ValueError naming it); progress shows
+    a tqdm bar per model trained.
+    """
     start = time.perf_counter()
+    eps_values = [eps_value(eps, "eps") for eps in eps_values]
+    epochs = positive_int(epochs, "epochs")
+    torch_device(device, "device")
     data = load_bundled(dataset, seed=seed)
     torch.manual_seed(seed)  # model initialisation; data order uses fit's own generator
-    target = fit(SmallCNN(data.num_classes).to(device), data.train_x, data.train_y, epochs=epochs, seed=seed)
+    target = fit(SmallCNN(data.num_classes).to(device), data.train_x, data.train_y, epochs=epochs, seed=seed,
+                 progress=progress, desc="target")
     log.info("target test accuracy %.4f", accuracy(target, data.test_x, data.test_y))
     order = torch.randperm(len(data.pool_x), generator=torch.Generator().manual_seed(seed))
     queries = data.pool_x[order]
@@ -48,7 +57,7 @@ def run_demo(dataset: str = "digits", eps_values=(0.5, 1.0), epochs: int = 30, s
     for name, answers, test_answers, centroids in rows:
         torch.manual_seed(seed + 1)
         substitute = fit(SmallCNN(data.num_classes).to(device), queries, answers.float().cpu(), epochs=epochs,
-                         seed=seed + 1)
+                         seed=seed + 1, progress=progress, desc=f"substitute ({name})")
         sub_labels = predict_proba(substitute, data.test_x).argmax(dim=1).cpu()
         distortion = _l1(answers, clean_pool)
         lines.append(

@@ -29,13 +29,16 @@ def cache_key(spec: dict[str, Any]) -> str:
 
 
 class Cache:
+    """The cache under `root`; folders are created by the first write, so a run that fails before it
+    writes anything leaves no empty cache behind."""
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, kind: str, key: str, suffix: str) -> Path:
+    def _path(self, kind: str, key: str, suffix: str, create: bool = False) -> Path:
         folder = self.root / kind
-        folder.mkdir(exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{key}{suffix}"
 
     def get_json(self, kind: str, spec: dict[str, Any]) -> Any | None:
@@ -47,7 +50,7 @@ class Cache:
 
     def put_json(self, kind: str, spec: dict[str, Any], value: Any) -> None:
         text = json.dumps({"spec": spec, "value": value}, indent=1, sort_keys=True, default=str)
-        write_atomically(self._path(kind, cache_key(spec), ".json"), lambda f: f.write(text.encode()))
+        write_atomically(self._path(kind, cache_key(spec), ".json", create=True), lambda f: f.write(text.encode()))
 
     def load_weights(self, kind: str, spec: dict[str, Any], model: nn.Module) -> bool:
         """Loads cached weights into `model`; False when there are none."""
@@ -60,4 +63,4 @@ class Cache:
     def save_weights(self, kind: str, spec: dict[str, Any], model: nn.Module) -> None:
         buffer = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-        write_atomically(self._path(kind, cache_key(spec), ".pt"), lambda f: f.write(buffer.getvalue()))
+        write_atomically(self._path(kind, cache_key(spec), ".pt", create=True), lambda f: f.write(buffer.getvalue()))

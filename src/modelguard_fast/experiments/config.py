@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._validation import torch_device
 from ..attacks import AttackConfig
 from ..data.bundled import BUNDLED
 from .grid import QUERIES, STRATEGIES
@@ -104,9 +105,13 @@ class RunConfig:
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 2:
             raise ConfigError(f"run.eps = {self.eps!r} is not allowed; use a number in (0, 2]")
         for key in ("seed", "budget", "target_epochs", "workers"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "target_epochs" else 0):
-                raise ConfigError(f"run.{key} = {value!r} is not allowed; use a non-negative integer")
+            value, minimum = getattr(self, key), 1 if key == "target_epochs" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"run.{key} = {value!r} is not allowed; use an integer >= {minimum}")
+        try:
+            torch_device(self.device, "run.device")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if not isinstance(self.seeds, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 0
                                                     for v in self.seeds):
             raise ConfigError(f"run.seeds = {self.seeds!r} is not allowed; use a list of non-negative integers "
@@ -141,11 +146,13 @@ class RunConfig:
         """Defaults, then the TOML file's [run] and [attack] tables, then `overrides` (None values ignored)."""
         values: dict[str, Any] = {}
         if path is not None:
-            with open(path, "rb") as f:
-                try:
+            try:
+                with open(path, "rb") as f:
                     data = tomllib.load(f)
-                except tomllib.TOMLDecodeError as err:
-                    raise ConfigError(f"{path}: {err}") from None
+            except tomllib.TOMLDecodeError as err:
+                raise ConfigError(f"{path}: {err}") from None
+            except OSError as err:
+                raise ConfigError(f"config file {path} cannot be read: {err.strerror or err}") from None
             unknown = set(data) - {"run", "attack"}
             if unknown:
                 raise ConfigError(f"{path}: unknown table(s) {sorted(unknown)}; allowed: [run], [attack]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -13,17 +14,19 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def fit(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, epochs: int = 30, lr: float = 1e-3,
-        batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0) -> nn.Module:
+        batch_size: int = 64, seed: int = 0, weight_decay: float = 0.0, progress: bool = False,
+        desc: str = "training") -> nn.Module:
     """Trains `model` with Adam on (x, targets); targets are class indices or probability rows.
 
     Shuffling uses its own generator seeded with `seed`, never the global RNG.
+    progress: a tqdm bar over the epochs, labelled `desc`.
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     soft = targets.dtype.is_floating_point
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
