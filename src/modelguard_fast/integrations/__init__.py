@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from ..defenses.base import Defense
@@ -9,7 +10,7 @@ from ..defenses.base import Defense
 
 def _art():
     try:
-        from . import art
+        art = importlib.import_module(f"{__name__}.art")
     except ModuleNotFoundError as err:
         if err.name is None or err.name.split(".")[0] != "art":
             raise
