@@ -6,8 +6,8 @@ from scipy import stats as scipy_stats
 
 from modelguard_fast.experiments.findings import paper_findings
 from modelguard_fast.experiments.report import grid_interval_table, grid_table
-from modelguard_fast.experiments.stats import (BOOTSTRAP, T_OVER_SEEDS, bits, cell_interval, difference_interval,
-                                               interval_method, unbits, verdict)
+from modelguard_fast.experiments.stats import (BOOTSTRAP, T_OVER_SEEDS, bits, bootstrap_interval, cell_interval,
+                                               difference_interval, interval_method, unbits, verdict)
 
 
 def record(accuracy=None, seed=0, correct=None, defense="none", query="knockoff", strategy="naive", fidelity=None):
@@ -48,6 +48,22 @@ def test_one_seed_bootstraps_the_test_images():
     assert cell_interval([record(correct=correct)]) == iv  # seeded: the same interval every time
     old = cell_interval([record(0.8)])  # cached by an older version: no per-image results, no interval
     assert old.low is None and old.format() == "0.8000"
+
+
+def test_bootstrap_matches_scipys_resampling():
+    rng = np.random.default_rng(2)
+    a = rng.random(359) < 0.85
+    b = np.where(rng.random(359) < 0.1, ~a, a)  # b disagrees with a on about 36 images
+    for samples, statistic in (((a,), lambda x, axis: x.mean(axis=axis)),
+                               ((a, b), lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis))):
+        ours = bootstrap_interval(*samples)
+        ref = scipy_stats.bootstrap(tuple(s.astype(float) for s in samples), statistic, n_resamples=20_000,
+                                    method="percentile", paired=len(samples) > 1, vectorized=True,
+                                    random_state=np.random.default_rng(0)).confidence_interval
+        assert ours == pytest.approx((ref.low, ref.high), abs=3 / 359)
+    with pytest.raises(ValueError, match=r"sample a must be a non-empty 1-D array of 0/1 values \(per test image\), "
+                                         r"got shape \(2, 2\)"):
+        bootstrap_interval(np.ones((2, 2)))
 
 
 def test_paired_difference_is_tighter_than_two_intervals():

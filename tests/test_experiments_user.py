@@ -89,7 +89,7 @@ def test_studies_take_a_setup_without_am(digits):
     assert [row[0] for row in rows] == ["None", "RevSig", "MAD", "Top-1", "Rounding", "ModelGuard-W", "ModelGuard-S"]
 
 
-def test_bad_user_inputs_are_named(digits):
+def test_bad_user_inputs_are_named(digits, tmp_path):
     splits, classifier = digits
     test = (splits.test_x, splits.test_y)
     with pytest.raises(ValueError, match=r"pool inputs must have the test inputs' shape \(1, 8, 8\), got \(64,\)"):
@@ -105,8 +105,14 @@ def test_bad_user_inputs_are_named(digits):
     with pytest.raises(ValueError, match=r"the default model \(SmallCNN\) needs images"):
         user_setup(test=(splits.test_x.flatten(1), splits.test_y), pool=splits.pool_x.flatten(1), target=classifier)
     with pytest.raises(TypeError, match=r"setup must be an experiments Setup \(from user_setup\), got dict"):
-        run_experiment(RunConfig(workers=1), setup={}, progress=False)
+        run_experiment(RunConfig(results_dir=str(tmp_path), workers=1), setup={}, progress=False)
     setup = user_setup(test=test, pool=splits.pool_x, target=classifier, model=lambda: SmallCNN(10))
     with pytest.raises(ValueError, match=r"run.budget = 5000 is not allowed; the attacker's pool has 720 images"):
-        run_experiment(RunConfig(workers=1, budget=5000), setup=setup, progress=False)
+        run_experiment(RunConfig(results_dir=str(tmp_path), workers=1, budget=5000), setup=setup, progress=False)
     assert np.isfinite(setup.clean_test).all()
+    config = RunConfig(results_dir=str(tmp_path), workers=2, budget=50, defenses=["none"], queries=["knockoff"],
+                       strategies=["naive", "top1"])
+    with pytest.raises(TypeError, match=r"with workers > 1 the setup travels to other processes and must pickle, "
+                                        r"but it does not .*; use a module-level model factory"):
+        run_experiment(config, setup=setup, progress=False)
+    assert not (tmp_path / "cache").exists()  # refused before anything was written

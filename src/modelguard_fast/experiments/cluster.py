@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .cache import cache_key
+from .grid import check_pickles, runner_from_recipe
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ def _recipe_key(recipe: dict[str, Any]) -> str:
 
 def _run_cell(recipes: list[dict[str, Any]], index: int, cell) -> dict[str, Any]:
     """The Ray task: one cell of runner `index` (rebuilt from its recipe once per worker process)."""
-    from .grid import runner_from_recipe
-
     torch.set_num_threads(1)
     recipe = recipes[index]
     key = _recipe_key(recipe)
@@ -75,6 +74,7 @@ def run_on_ray(recipes: list[dict[str, Any]], todo: Sequence[tuple[int, Any]],
     ray = import_ray()
     if not todo:
         return
+    check_pickles(recipes, "the Ray backend")
     started_here = not ray.is_initialized()
     if started_here:
         log.info("starting Ray (%s)", address or "a local instance")

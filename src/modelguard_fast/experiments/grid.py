@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -221,15 +222,28 @@ def run_tasks(tasks: Sequence[Task], workers: int = 0, progress: bool = True, de
     return [records[key] for key in keys]
 
 
+def check_pickles(recipes: list[dict[str, Any]], where: str) -> None:
+    """TypeError, before anything runs, when a user's setup cannot travel to another process."""
+    for recipe in recipes:
+        if "setup" in recipe:
+            try:
+                pickle.dumps(recipe["setup"])
+            except (pickle.PicklingError, TypeError, AttributeError) as err:
+                raise TypeError(f"with {where} the setup travels to other processes and must pickle, but it does "
+                                f"not ({err}); use a module-level model factory (a class or def, not a lambda) "
+                                "in user_setup(model=...), or run with workers=1") from None
+
+
 def _run_locally(runners: list[CellRunner], todo: list[tuple[int, Cell]], finished, workers: int) -> None:
     workers = min(workers or default_workers(runners[0].device if runners else "cpu"), len(todo))
     if workers <= 1:
         for i, cell in todo:
             finished((i, cell), runners[i].run(cell))
         return
+    recipes = [runner.recipe() for runner in runners]
+    check_pickles(recipes, "workers > 1")
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=([runner.recipe() for runner in runners],))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(recipes,))
     try:
         futures = {pool.submit(_run_in_worker, *key): key for key in todo}
         for future in as_completed(futures):

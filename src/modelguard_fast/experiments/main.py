@@ -17,7 +17,7 @@ from ..persistence.atomic import write_atomically
 from .cache import Cache
 from .config import ConfigError, RunConfig
 from .findings import findings_markdown, paper_findings
-from .grid import CellRunner, run_grid
+from .grid import CellRunner, check_pickles, run_grid
 from .plots import plot_centroids, plot_grid, plot_sweep
 from .report import (grid_interval_table, grid_intervals, grid_table, intervals_record, markdown, versions,
                      write_outputs)
@@ -29,8 +29,8 @@ from .sweep import SWEEP_DEFENSES, SWEEP_EPS, SWEEP_STRATEGIES, run_sweep, sweep
 def _start(config: RunConfig, setup: Setup | None = None, attack: AttackConfig | None = None
            ) -> tuple[Path, Setup, list[CellRunner]]:
     """The results folder, the first seed's setup and one runner per seed (RunConfig.replicate_seeds); a
-    user's `setup` (experiments.user.user_setup) replaces the named dataset, `attack` the [attack] table."""
-    cache = Cache(Path(config.results_dir) / "cache")
+    user's `setup` (experiments.user.user_setup) replaces the named dataset, `attack` the [attack] table.
+    A bad argument is refused before anything is written."""
     if setup is not None:
         if not isinstance(setup, Setup):
             raise TypeError(f"setup must be an experiments Setup (from user_setup), got {type(setup).__name__}")
@@ -38,8 +38,14 @@ def _start(config: RunConfig, setup: Setup | None = None, attack: AttackConfig |
             raise ConfigError("run.vary_target = true needs a named dataset: a given setup has one target")
         if attack is None:
             attack = _small_attack(config)
+        if config.backend == "ray":
+            check_pickles([{"setup": setup}], "the Ray backend")
+        elif config.workers != 1:
+            check_pickles([{"setup": setup}], "workers > 1")
+        _check_budget(config.budget, setup)
     if attack is not None and not isinstance(attack, AttackConfig):
         raise TypeError(f"attack must be an AttackConfig, got {type(attack).__name__}")
+    cache = Cache(Path(config.results_dir) / "cache")
     setups: dict[int, Setup] = {} if setup is None else {config.seed: setup}
     runners = []
     for seed in config.replicate_seeds():
@@ -48,12 +54,18 @@ def _start(config: RunConfig, setup: Setup | None = None, attack: AttackConfig |
             setups[setup_seed] = prepare(config.dataset, cache, device=config.device, seed=setup_seed,
                                          target_epochs=config.target_epochs, data_root=config.data_root or None)
         mine = setups[setup_seed]
-        budget = config.budget or len(mine.splits.pool_x)
-        if budget > len(mine.splits.pool_x):
-            raise ConfigError(f"run.budget = {budget} is not allowed; the attacker's pool has "
-                              f"{len(mine.splits.pool_x)} images (use at most that, or 0 for all of them)")
+        budget = _check_budget(config.budget, mine)
         runners.append(CellRunner(mine, cache, config.attack_config_for(seed, attack), budget, config.device, seed))
     return Path(config.results_dir) / runners[0].setup.dataset, runners[0].setup, runners
+
+
+def _check_budget(budget: int, setup: Setup) -> int:
+    """The budget in images (0: the whole pool); ConfigError when it exceeds the pool."""
+    pool = len(setup.splits.pool_x)
+    if budget > pool:
+        raise ConfigError(f"run.budget = {budget} is not allowed; the attacker's pool has {pool} images (use at "
+                          "most that, or 0 for all of them)")
+    return budget or pool
 
 
 def _small_attack(config: RunConfig) -> AttackConfig:
