@@ -2,7 +2,7 @@
 
 Each block runs on its own, as a script in a fresh Python process, from an empty
 temporary folder (files it writes, e.g. guard.npz or results/, land there), with a
-time limit; a block must therefore define what it uses. A block that needs what
+time limit and one CPU thread; a block must therefore define what it uses. A block that needs what
 the test run cannot provide (a running redis-server, a cluster, a GPU, the whole
 default run) is opted out by an HTML comment on the line right before it (blank
 lines allowed between), which GitHub does not render:
@@ -58,7 +58,10 @@ def test_readme_block_runs_as_written(line, code, skip, tmp_path):
         pytest.skip(f"README.md:{line}: {skip}")
     script = tmp_path / "readme_block.py"
     script.write_text(code, encoding="utf-8")
-    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning", "MPLBACKEND": "Agg"}
+    # One thread per block: on a shared machine, torch's thread pool spinning against other processes made
+    # the Attacks block six times slower (120 s against 20 s); the answers do not depend on it.
+    env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           "MGF_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=TIMEOUT_S)
     assert done.returncode == 0, f"README.md:{line} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
