@@ -1,6 +1,6 @@
 """modelguard_fast: fast, durable defenses against model extraction, and the attacks that test them."""
 
-from . import attacks, ops
+from . import attacks, ops, stores
 from ._backend import cuda_available, cuda_built
 from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
@@ -17,6 +17,7 @@ from .guarded import GuardedModel
 from .integrations import art_defended_classifier, art_postprocessor
 from .metrics import UtilityMetrics, evaluate_utility, utility_metrics
 from .persistence import JournalError, SnapshotError
+from .stores import StoreError, StoreUnavailable
 
 __version__ = "0.2.0"
 
@@ -35,6 +36,8 @@ __all__ = [
     "Rounding",
     "ModelGuardW",
     "SnapshotError",
+    "StoreError",
+    "StoreUnavailable",
     "Top1",
     "UtilityMetrics",
     "art_defended_classifier",
@@ -46,5 +49,6 @@ __all__ = [
     "ops",
     "random_surrogate",
     "run_attack",
+    "stores",
     "utility_metrics",
 ]

@@ -9,6 +9,15 @@ centroid that an earlier row of the same batch created.
 Distances are L1 sums in the guard's dtype (float32 by default), in a fixed
 summation order shared by the CPU and GPU kernels; inputs of the other float
 dtype are cast to it and the answers cast back.
+
+The codebooks live in a store (modelguard_fast.stores): in memory, a journal
+file, or Redis shared by replicas. The guard's in-memory codebooks are always
+a prefix of the store's per-class logs, so a hit is answered locally and only
+a row that creates a centroid goes to the store (an atomic compare-and-append;
+on conflict the guard fetches what others appended and redoes the batch).
+Every answer therefore equals that of one global sequential order of all
+calls on the store, and no answer uses a centroid the store has not
+acknowledged.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from .._validation import (
     real_number,
 )
 from ..ops.mgs import packed_to_device, search_cuda
-from ..persistence import Journal, read_snapshot, write_snapshot
+from ..persistence import read_snapshot, write_snapshot
+from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
 from .base import Defense
 from .modelguard_s_frozen import FrozenModelGuardS
 
@@ -40,6 +50,13 @@ ORDERS = ("first", "nearest")
 _MODE = {"first": 0, "nearest": 1, "offline": 2}
 SNAPSHOT_FORMAT = "modelguard_fast.ModelGuardS"
 SNAPSHOT_VERSION = 1
+# Compare-and-append conflicts tolerated for one call before giving up (each
+# one means another replica appended to a class this batch touches).
+MAX_CONFLICTS = 64
+
+
+class _Conflict(Exception):
+    """Another guard appended to a touched class first; the local codebooks were caught up."""
 
 
 def _store_type(dtype: np.dtype):
@@ -78,10 +95,20 @@ class ModelGuardS(Defense):
         renormalize: rescale rows to sum 1 instead of refusing them.
         journal: path of an append-only journal. Every new centroid is made
             durable there before the answer that uses it is returned; opening
-            an existing journal restores the codebooks it records.
+            an existing journal restores the codebooks it records. Short form
+            of `store=LocalStore(journal=path)`.
+        store: a CodebookStore holding the codebooks, e.g.
+            `modelguard_fast.stores.RedisStore(url, name=...)` shared by every
+            replica of a model. Its recorded settings must equal this guard's
+            (StoreError otherwise); order="nearest" is refused for shared
+            stores (its answers have no prefix property).
 
     Calls are thread-safe: concurrent calls are serialised, so every result
-    equals that of some sequential order of the calls.
+    equals that of some sequential order of the calls. With a shared store,
+    every answer of every guard on it equals that of one global sequential
+    order (the store's append order). A call that needs a new centroid while
+    the store is unreachable raises StoreUnavailable and changes nothing;
+    calls answered from the local codebooks are still served.
     """
 
     name = "ModelGuard-S"
@@ -91,7 +118,7 @@ class ModelGuardS(Defense):
 
     def __init__(self, num_classes: int, eps: float = 1.0, order: str = "first", dtype: Any = "float32",
                  sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False,
-                 journal: str | os.PathLike | None = None):
+                 journal: str | os.PathLike | None = None, store: CodebookStore | None = None):
         self.num_classes = positive_int(num_classes, "num_classes")
         self.eps = eps_value(eps)
         self.order = choice(order, "order", ORDERS)
@@ -107,12 +134,30 @@ class ModelGuardS(Defense):
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
         self._reset_stats()
-        self._journal = None
-        self._journal_closed = False
-        if journal is not None:
-            self._journal = Journal(journal, self._settings(), self.num_classes * self.dtype.itemsize)
-            self._replay(self._journal.records)
-            self._journal.records = []
+        self._closed = False
+        self._backing = self._bind_store(journal, store)
+        self._catch_up()
+
+    def _bind_store(self, journal, store) -> CodebookStore:
+        if journal is not None and store is not None:
+            raise ValueError("pass journal or store, not both (journal=path is short for store=LocalStore(journal=path))")
+        if store is None:
+            store = LocalStore(journal=journal)
+        elif not isinstance(store, CodebookStore):
+            raise TypeError(f"store must be a modelguard_fast.stores.CodebookStore, got {type(store).__name__}")
+        if store.shared and self.order != "first":
+            raise ValueError(f"order={self.order!r} cannot use a shared store ({store.describe()}): only "
+                             "order='first' answers from a prefix of the shared codebook are globally consistent")
+        store.open(self._store_settings())
+        return store
+
+    def _store_settings(self) -> dict[str, Any]:
+        return {**self._settings(), "sum_tol": self.sum_tol}
+
+    @property
+    def store(self) -> CodebookStore:
+        """The CodebookStore holding this guard's codebooks."""
+        return self._backing
 
     # ----------------------------------------------------------------- settings
     def _settings(self) -> dict[str, Any]:
@@ -137,12 +182,23 @@ class ModelGuardS(Defense):
         if self.renormalize:
             _arrays.renormalize_rows(batch, "probs")
         with self._lock:
-            if self._journal_closed:
-                raise RuntimeError("this guard's journal was closed; open a new guard on the journal")
-            if batch.on_cuda:
-                out, total, largest = self._quantize_cuda(batch.data)
+            if self._closed:
+                kind = "journal" if isinstance(self._backing, LocalStore) else "store"
+                raise RuntimeError(f"this guard's {kind} was closed ({self._backing.describe()}); "
+                                   "open a new guard on it")
+            for _ in range(MAX_CONFLICTS):
+                try:
+                    if batch.on_cuda:
+                        out, total, largest = self._quantize_cuda(batch.data)
+                    else:
+                        out, total, largest = self._quantize_cpu(batch.data)
+                    break
+                except _Conflict:
+                    continue  # the codebooks were caught up: redo the batch on them
             else:
-                out, total, largest = self._quantize_cpu(batch.data)
+                raise StoreUnavailable(f"{self._backing.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
+                                       "in one call (other replicas keep appending to the same classes); "
+                                       "retry the call or use smaller batches")
             self._queries += batch.rows
             self._distortion_sum += total
             self._distortion_max = max(self._distortion_max, largest)
@@ -195,17 +251,45 @@ class ModelGuardS(Defense):
         return mirror
 
     def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
-        """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them."""
+        """Makes the centroids just appended locally (`rows`, of `classes`, in order) durable in the store.
+
+        On a conflict (another guard appended to one of `classes` first) the
+        local codebooks are cut back, caught up with the store, and _Conflict
+        is raised so that the caller redoes the batch; on any failure they are
+        cut back and the error propagates.
+        """
         self._changed()
-        if self._journal is None:
-            return
+        counts = np.asarray(self._store.counts(), dtype=np.int64)
+        base = counts - np.bincount(classes, minlength=self.num_classes)
+        records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+                   for c, row in zip(classes, rows)]
         try:
-            self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
+            acknowledged = self._backing.append(base.tolist(), records)
         except BaseException:
-            counts = np.asarray(self._store.counts()) - np.bincount(classes, minlength=self.num_classes)
-            self._store.truncate(counts.tolist())
+            self._store.truncate(base.tolist())
             self._changed()
             raise
+        if not acknowledged:
+            self._store.truncate(base.tolist())
+            self._changed()
+            self._catch_up()
+            raise _Conflict
+
+    def _catch_up(self) -> None:
+        """Appends what the store holds beyond the local codebooks (validated) to them."""
+        self._replay(self._backing.fetch(self._store.counts()))
+
+    def refresh(self) -> int:
+        """Fetches the centroids other replicas appended since the last call; returns how many.
+
+        Not needed for correctness (a miss fetches them by itself); it makes
+        later calls hit locally. Raises StoreUnavailable if the store cannot
+        be reached.
+        """
+        with self._lock:
+            before = self._store.total()
+            self._catch_up()
+            return int(self._store.total() - before)
 
     # ------------------------------------------------------------- inspection
     @property
@@ -259,11 +343,13 @@ class ModelGuardS(Defense):
             raise ValueError(f"state was saved with settings {settings}, this guard has {self._settings()}")
         classes, rows = self._validated_codebooks(state.get("centroids"), state.get("counts"))
         with self._lock:
-            if self._journal is not None:
-                raise ValueError("load_state_dict would bypass the journal; open a new guard on a new journal "
-                                 "and load the state there")
+            if self._backing.persistent:
+                raise ValueError(f"load_state_dict would bypass the store ({self._backing.describe()}); use "
+                                 "ModelGuardS.load(snapshot, journal=... or store=...) to fill a new one")
             store = _store_type(self.dtype)(self.num_classes)
             store.append_rows(classes, rows)
+            self._backing.reset()
+            self._backing.append([0] * self.num_classes, [(int(c), row.tobytes()) for c, row in zip(classes, rows)])
             self._store = store
             self._changed()
             self._reset_stats()
@@ -301,28 +387,44 @@ class ModelGuardS(Defense):
         write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None) -> "ModelGuardS":
+    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None,
+             store: CodebookStore | None = None) -> "ModelGuardS":
         """Reads a snapshot written by save(); refuses corrupted or unknown files.
 
-        With `journal`, the snapshot's codebooks are recorded in a new journal
-        there, which must not exist yet.
+        With `journal` (a new journal there, which must not exist yet) or
+        `store` (which must be empty), the snapshot's codebooks are recorded
+        in it, with one atomic append, before the guard is returned.
         """
         meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION)
-        guard = cls(meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
-                    sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False))
+        settings = dict(num_classes=meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
+                        sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False))
+        guard = cls(**settings)
         guard.load_state_dict({"format_version": meta["format_version"], **guard._settings(), **arrays})
-        if journal is not None:
-            if os.path.exists(journal) and os.path.getsize(journal) > 0:
-                raise ValueError(f"journal {journal} already exists; load() starts a new journal")
-            guard._journal = Journal(journal, guard._settings(), guard.num_classes * guard.dtype.itemsize)
-            guard._commit(arrays["centroids"], np.repeat(np.arange(guard.num_classes), arrays["counts"]))
-        return guard
+        if journal is None and store is None:
+            return guard
+        if journal is not None and os.path.exists(journal) and os.path.getsize(journal) > 0:
+            raise ValueError(f"journal {journal} already exists; load() starts a new journal")
+        bound = cls(**settings, journal=journal, store=store)
+        if bound.num_centroids:
+            bound.close()
+            raise ValueError(f"{bound.store.describe()} already holds {bound.num_centroids} centroids; "
+                             "load() fills only an empty store")
+        codebook, offsets = guard._store.pack()
+        bound._store.append_rows(np.repeat(np.arange(guard.num_classes), np.diff(offsets)), codebook)
+        try:
+            bound._commit(codebook, np.repeat(np.arange(guard.num_classes), np.diff(offsets)))
+        except _Conflict:
+            bound.close()
+            raise ValueError(f"{bound.store.describe()} was filled by another guard during load()") from None
+        return bound
 
     def reset(self) -> None:
         """Forgets every centroid and statistic (and empties the journal, if any)."""
         with self._lock:
-            if self._journal is not None:
-                self._journal.reset(self._settings())
+            if self._backing.shared:
+                raise ValueError(f"reset() would change answers other replicas gave from {self._backing.describe()}; "
+                                 "a shared codebook is never reset (use a new store name)")
+            self._backing.reset()
             self._store.clear()
             self._changed()
             self._reset_stats()
@@ -330,17 +432,27 @@ class ModelGuardS(Defense):
     def _replay(self, records: list[tuple[int, bytes]]) -> None:
         if not records:
             return
+        source = self._backing.describe()
+        row_bytes = self.num_classes * self.dtype.itemsize
         classes = np.array([k for k, _ in records], dtype=np.int64)
-        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
-        self._store.append_rows(classes, self._checked_centroids(rows, classes, "the journal"))
+        if (classes < 0).any() or (classes >= self.num_classes).any() or any(len(p) != row_bytes for _, p in records):
+            raise StoreError(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
+                             f"{row_bytes} bytes; refusing a corrupted codebook")
+        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype.newbyteorder("<"))
+        rows = rows.astype(self.dtype).reshape(len(records), -1)
+        try:
+            rows = self._checked_centroids(rows, classes, source)
+        except ValueError as err:
+            raise StoreError(f"refusing a corrupted codebook: {err}") from None
+        self._store.append_rows(classes, rows)
         self._changed()
 
     def close(self) -> None:
-        """Closes the journal, if any; a guard with a closed journal refuses further calls."""
+        """Closes the store (the journal, if any); a guard whose journal or shared store was closed refuses calls."""
         with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal_closed = True
+            self._backing.close()
+            if self._backing.persistent:
+                self._closed = True
 
     def frozen(self) -> "FrozenModelGuardS":
         """A read-only snapshot of the codebooks implementing the attacker's offline map."""

@@ -1,0 +1,103 @@
+"""The codebook store interface: where ModelGuard-S's append-only codebooks live durably.
+
+A guard keeps its codebooks in memory (the C++ `Codebooks`) as a cache of its
+store. The store holds, per class, an append-only log of centroids (raw
+little-endian rows of the guard's dtype). Because codebooks only grow and
+Algorithm 1 answers with the *first* admissible centroid, a guard whose cache
+is a prefix of every class log answers a hit exactly as the store's global
+order would; only a miss must reach the store, through `append`, an atomic
+compare-and-append (ModelGuard paper, Algorithm 1 and Section 3.5 on why one
+prediction must always get the same answer).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+STORE_FORMAT_VERSION = 1
+SETTING_KEYS = ("num_classes", "eps", "order", "dtype", "sum_tol")
+
+
+class StoreError(ValueError):
+    """A store that cannot be trusted: other settings, corrupted or foreign content under its name."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The store could not be reached (or did not acknowledge a write) within its timeouts.
+
+    Raised only for calls that need the store: a row that would create a new
+    centroid. Nothing was appended to the guard's codebooks.
+    """
+
+
+def row_bytes(settings: dict[str, Any]) -> int:
+    """Bytes of one stored centroid: num_classes values of the settings' dtype."""
+    return int(settings["num_classes"]) * np.dtype(settings["dtype"]).itemsize
+
+
+def check_settings(found: dict[str, Any], wanted: dict[str, Any], where: str) -> None:
+    """Raises StoreError naming both when the recorded settings differ from the guard's."""
+    if found != wanted:
+        raise StoreError(f"{where} holds a codebook written with settings {found}, "
+                         f"but this guard has {wanted}; open it with the same settings or use another name")
+
+
+class CodebookStore(ABC):
+    """Durable per-class append-only centroid logs shared by the guards opened on them.
+
+    Records are `(cls, payload)` pairs: `payload` is one centroid's raw bytes
+    (num_classes values of the settings' dtype, little-endian), `cls` its
+    class. Implementations: `LocalStore` (one process: memory, optionally a
+    journal file) and `RedisStore` (any number of processes and machines).
+    """
+
+    #: True when other guards (other processes) may append to the same logs.
+    shared: bool = False
+    #: True when the logs outlive the process (a journal file, a Redis server).
+    persistent: bool = True
+
+    @abstractmethod
+    def open(self, settings: dict[str, Any]) -> None:
+        """Binds the store to a guard's settings (keys SETTING_KEYS).
+
+        Records them if the store is new; raises StoreError if it was created
+        with other settings or holds content that is not a valid codebook.
+        """
+
+    @abstractmethod
+    def fetch(self, since: Sequence[int]) -> list[tuple[int, bytes]]:
+        """The centroids appended after the first `since[c]` of each class c, in log order per class.
+
+        Raises StoreUnavailable when the store cannot be reached. The guard
+        validates every payload before using it.
+        """
+
+    @abstractmethod
+    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> bool:
+        """Atomically appends `records` if every class they touch still has `base[c]` centroids.
+
+        Returns True once the store has durably acknowledged the append, False
+        (appending nothing) if another guard appended to one of those classes
+        first. Raises StoreUnavailable when the store cannot be reached or did
+        not acknowledge in time; the append may then have happened or not, and
+        a later fetch tells.
+        """
+
+    @abstractmethod
+    def counts(self) -> np.ndarray:
+        """Centroids per class in the store, int64 of shape (C,)."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Empties the logs (settings kept)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases the store's resources; the guard refuses calls afterwards."""
+
+    def describe(self) -> str:
+        """A short name for error messages."""
+        return type(self).__name__

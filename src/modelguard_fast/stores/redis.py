@@ -1,0 +1,305 @@
+"""One ModelGuard-S codebook shared by every replica of a model, in Redis.
+
+Keys (all under the prefix ``mgf:{<name>}:``; the ``{<name>}`` hash tag keeps a
+name's keys in one Redis Cluster slot, so each script may touch them all):
+
+    mgf:{name}:settings   hash: format, format_version, num_classes, eps, order, dtype, sum_tol
+    mgf:{name}:class:<c>  list: the centroids of class c in append order, each
+                          num_classes raw little-endian values of dtype
+
+Every step that reads or writes more than one key is a Lua script (atomic on
+the server): `open` records or returns the settings, `fetch` returns what was
+appended after the caller's per-class counts, and `append` is the
+compare-and-append (it appends only if every touched class still has the
+length the caller saw). Values are raw bytes the guard decodes and validates;
+nothing is ever unpickled.
+
+Durability: an append counts as acknowledged when the script returned (and,
+with `wait_replicas=N`, when `WAIT N` confirmed N replicas). It survives a
+crash of the server only with AOF on and `appendfsync always` (or with the
+replicas of `wait_replicas`); see the README, "Shared codebooks (Redis)".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .base import (
+    STORE_FORMAT_VERSION,
+    CodebookStore,
+    SETTING_KEYS,
+    StoreError,
+    StoreUnavailable,
+    check_settings,
+)
+
+try:
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError('RedisStore needs redis-py: pip install "modelguard_fast[redis]"') from err
+
+log = logging.getLogger(__name__)
+
+FORMAT = "modelguard_fast.codebooks"
+_NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,200}")
+
+_OPEN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return {-1, KEYS[i]}
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return {1, {}}
+"""
+
+_FETCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+local out = {}
+for i = 2, #KEYS do
+  local since = tonumber(ARGV[i - 1])
+  local n = redis.call('LLEN', KEYS[i])
+  if n ~= since then
+    out[#out + 1] = {i - 2, n, n > since and redis.call('LRANGE', KEYS[i], since, -1) or {}}
+  end
+end
+return out
+"""
+
+# KEYS: settings, then the touched classes' lists. ARGV: their base lengths,
+# then (index into KEYS, payload) pairs in append order.
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+local m = #KEYS
+for i = 2, m do
+  if redis.call('LLEN', KEYS[i]) ~= tonumber(ARGV[i - 1]) then
+    return 0
+  end
+end
+for j = m, #ARGV, 2 do
+  redis.call('RPUSH', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+end
+return 1
+"""
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisStore(CodebookStore):
+    """A codebook store in Redis, shared by every guard opened with the same `name`.
+
+    Args:
+        url: a redis-py URL: ``redis://[user:password@]host:port/db``, ``rediss://`` for TLS,
+            ``unix:///path/redis.sock``.
+        name: the protected model's codebook name (letters, digits and ``_.:/@+=-``, at most 200);
+            one name per model and settings.
+        socket_timeout: seconds to wait for a reply before the call fails (StoreUnavailable).
+        connect_timeout: seconds to wait for a connection.
+        retries: retries of a command after a connection error or timeout (exponential back-off,
+            capped at 0.5 s), before StoreUnavailable.
+        wait_replicas: if > 0, every append waits (``WAIT``) until that many replicas have it;
+            fewer within `wait_timeout` seconds raises StoreUnavailable and nothing is answered.
+        **client_options: passed to ``redis.Redis.from_url`` (e.g. ``ssl_ca_certs``).
+
+    Errors: StoreUnavailable when the server cannot be reached or does not acknowledge;
+    StoreError for settings that differ from the guard's or content that is not a valid
+    codebook (foreign keys or types under the name, lost data, malformed rows).
+    """
+
+    shared = True
+    persistent = True
+
+    def __init__(self, url: str, name: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2.0,
+                 retries: int = 2, wait_replicas: int = 0, wait_timeout: float = 1.0, **client_options: Any):
+        if not isinstance(url, str):
+            raise TypeError(f"url must be a redis:// URL string, got {type(url).__name__}")
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ValueError(f"name must be 1 to 200 of the characters A-Z a-z 0-9 _ . : / @ + = -, got {name!r}")
+        for key, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout),
+                           ("wait_timeout", wait_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 3600:
+                raise ValueError(f"{key} must be a number of seconds in (0, 3600), got {value!r}")
+        for key, value in (("retries", retries), ("wait_replicas", wait_replicas)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
+        if client_options.get("decode_responses"):
+            raise ValueError("decode_responses must stay False: centroids are raw bytes")
+        self.name = name
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        parts = urlsplit(url)
+        self._where = f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **client_options)
+        prefix = f"mgf:{{{name}}}:"
+        self._prefix = prefix
+        self._settings_key = prefix + "settings"
+        self._open_script = self._client.register_script(_OPEN)
+        self._fetch_script = self._client.register_script(_FETCH)
+        self._append_script = self._client.register_script(_APPEND)
+        self._settings: dict[str, Any] | None = None
+        self._class_keys: list[str] = []
+
+    def describe(self) -> str:
+        return f"Redis store {self.name!r} at {self._where}"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, name={self.name!r})"
+
+    # --------------------------------------------------------------- plumbing
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
+            raise StoreUnavailable(f"{self.describe()} is unreachable: {err}") from None
+        except redis.exceptions.ResponseError as err:
+            raise StoreError(f"{self.describe()} refused a codebook operation: {err} "
+                             "(keys under the name that are not a modelguard_fast codebook?)") from None
+
+    def _require_open(self) -> None:
+        if self._settings is None:
+            raise StoreError(f"{self.describe()} is not open: open it with a guard's settings first")
+
+    def _class_key(self, cls: int) -> str:
+        return f"{self._prefix}class:{cls}"
+
+    # -------------------------------------------------------------- interface
+    def open(self, settings: dict[str, Any]) -> None:
+        if set(settings) != set(SETTING_KEYS):
+            raise ValueError(f"settings must have the keys {SETTING_KEYS}, got {sorted(settings)}")
+        wanted = {"num_classes": int(settings["num_classes"]), "eps": float(settings["eps"]),
+                  "order": str(settings["order"]), "dtype": str(settings["dtype"]),
+                  "sum_tol": float(settings["sum_tol"])}
+        keys = [self._settings_key] + [self._class_key(c) for c in range(wanted["num_classes"])]
+        fields = {"format": FORMAT, "format_version": STORE_FORMAT_VERSION, **wanted}
+        args = [x for k, v in fields.items() for x in (k, repr(v) if isinstance(v, float) else str(v))]
+        created, found = self._call(self._open_script, keys=keys, args=args)
+        if created == -1:
+            raise StoreError(f"{self.describe()} has no settings record but holds {_text(found)}; "
+                             "refusing content that was not written by modelguard_fast")
+        if created == 0:
+            check_settings(self._decode_settings(found), wanted, self.describe())
+        self._check_foreign_keys(set(keys))
+        self._settings = wanted
+        self._class_keys = keys[1:]
+        log.info("%s: %s codebook (%s)", self.describe(), "created" if created == 1 else "opened", wanted)
+
+    def _decode_settings(self, flat: list) -> dict[str, Any]:
+        found = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+        if found.get("format") != FORMAT:
+            raise StoreError(f"{self.describe()}: the settings record is not a modelguard_fast codebook's "
+                             f"(format {found.get('format')!r})")
+        version = found.get("format_version")
+        if version != str(STORE_FORMAT_VERSION):
+            raise StoreError(f"{self.describe()} has format_version {version!r}; this modelguard_fast reads "
+                             f"{STORE_FORMAT_VERSION}")
+        if set(found) != {"format", "format_version", *SETTING_KEYS}:
+            raise StoreError(f"{self.describe()}: the settings record has fields {sorted(found)}, expected "
+                             f"{sorted(['format', 'format_version', *SETTING_KEYS])}")
+        try:
+            return {"num_classes": int(found["num_classes"]), "eps": float(found["eps"]), "order": found["order"],
+                    "dtype": found["dtype"], "sum_tol": float(found["sum_tol"])}
+        except ValueError:
+            raise StoreError(f"{self.describe()}: the settings record is corrupted: {found}") from None
+
+    def _check_foreign_keys(self, expected: set[str]) -> None:
+        pattern = self._prefix.replace("{", "\\{").replace("}", "\\}") + "*"
+        foreign = [k for k in (_text(k) for k in self._call(lambda: list(self._client.scan_iter(match=pattern))))
+                   if k not in expected]
+        if foreign:
+            raise StoreError(f"{self.describe()} holds keys that are not part of its codebook: {sorted(foreign)[:5]}")
+
+    def fetch(self, since: Sequence[int]) -> list[tuple[int, bytes]]:
+        self._require_open()
+        since = [int(n) for n in since]
+        result = self._call(self._fetch_script, keys=[self._settings_key, *self._class_keys], args=since)
+        if result == -1:
+            raise StoreError(f"{self.describe()} lost its settings record (was the Redis data flushed or lost?); "
+                             "refusing to serve from it")
+        records = []
+        for cls, n, rows in result:
+            if n < since[cls]:
+                raise StoreError(f"{self.describe()} holds {n} centroids of class {cls}, fewer than the "
+                                 f"{since[cls]} this guard already answered with: acknowledged data was lost "
+                                 "(enable AOF with appendfsync always, or wait_replicas)")
+            records += [(int(cls), bytes(row)) for row in rows]
+        return records
+
+    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> bool:
+        self._require_open()
+        if not records:
+            return True
+        touched = sorted({c for c, _ in records})
+        slot = {c: i + 2 for i, c in enumerate(touched)}  # index into KEYS (Lua counts from 1)
+        keys = [self._settings_key, *(self._class_keys[c] for c in touched)]
+        args: list[Any] = [int(base[c]) for c in touched]
+        for c, payload in records:
+            args += [slot[c], payload]
+        if self.wait_replicas:
+            def run():
+                pipe = self._client.pipeline(transaction=False)
+                self._append_script(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
+                return pipe.execute()
+            outcome, replicas = self._call(run)
+            if outcome == 1 and replicas < self.wait_replicas:
+                raise StoreUnavailable(f"{self.describe()}: the append reached {replicas} of the "
+                                       f"{self.wait_replicas} replicas required within {self.wait_timeout} s")
+        else:
+            outcome = self._call(self._append_script, keys=keys, args=args)
+        if outcome == -1:
+            raise StoreError(f"{self.describe()} lost its settings record (was the Redis data flushed or lost?); "
+                             "refusing to append to it")
+        return outcome == 1
+
+    def counts(self) -> np.ndarray:
+        self._require_open()
+
+        def run():
+            pipe = self._client.pipeline(transaction=False)
+            for key in self._class_keys:
+                pipe.llen(key)
+            return pipe.execute()
+        return np.asarray(self._call(run), dtype=np.int64).reshape(len(self._class_keys))
+
+    def settings(self) -> dict[str, Any]:
+        """The settings recorded under the name (as opened)."""
+        self._require_open()
+        return dict(self._settings)
+
+    def reset(self) -> None:
+        raise StoreError(f"{self.describe()} is shared: resetting it would change answers other replicas gave; "
+                         "use a new name")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def inspect_settings(url: str, name: str, **options: Any) -> dict[str, Any] | None:
+    """The settings recorded under `name` without opening it for a guard (None if there is no codebook)."""
+    store = RedisStore(url, name, **options)
+    try:
+        flat = store._call(store._client.hgetall, store._settings_key)
+        if not flat:
+            return None
+        return store._decode_settings([x for kv in flat.items() for x in kv])
+    finally:
+        store.close()

@@ -1,0 +1,179 @@
+"""Codebook stores: the local short form, and RedisStore against a real private redis-server."""
+
+import time
+
+import numpy as np
+import pytest
+
+import modelguard_fast as mgf
+from modelguard_fast.stores import LocalStore, RedisStore, StoreError, StoreUnavailable
+from reference_mgs import ReferenceModelGuardS
+from streams import classifier_like
+
+C, EPS = 10, 0.5
+
+
+def guard_on(server, name="model", **settings):
+    kwargs = dict(num_classes=C, eps=EPS) | settings
+    return mgf.ModelGuardS(kwargs.pop("num_classes"), store=RedisStore(server.url, name, socket_timeout=1.0,
+                                                                       connect_timeout=1.0), **kwargs)
+
+
+def test_journal_is_the_short_form_of_a_local_store(tmp_path):
+    stream = classifier_like(1500, C, seed=3)
+    short = mgf.ModelGuardS(C, eps=EPS, journal=tmp_path / "a.journal")
+    long = mgf.ModelGuardS(C, eps=EPS, store=LocalStore(journal=tmp_path / "b.journal"))
+    np.testing.assert_array_equal(short(stream), long(stream))
+    short.close()
+    long.close()
+    reopened = mgf.ModelGuardS(C, eps=EPS, store=LocalStore(journal=tmp_path / "a.journal"))
+    np.testing.assert_array_equal(reopened.state_dict()["centroids"], long.state_dict()["centroids"])
+    with pytest.raises(ValueError, match="journal or store, not both"):
+        mgf.ModelGuardS(C, journal=tmp_path / "c.journal", store=LocalStore())
+    with pytest.raises(TypeError, match="store must be a modelguard_fast.stores.CodebookStore, got str"):
+        mgf.ModelGuardS(C, store="redis://localhost")
+    in_memory = LocalStore()
+    mgf.ModelGuardS(C, store=in_memory)
+    with pytest.raises(StoreError, match="serves one guard"):
+        mgf.ModelGuardS(C, store=in_memory)
+
+
+def test_guards_on_one_name_give_one_sequential_order(redis_server):
+    stream = classifier_like(3000, C, seed=4)
+    calls = [stream[:1000], stream[500:2000], stream[1500:3000], stream[:3000:7], classifier_like(300, C, seed=40)]
+    a, b = guard_on(redis_server), guard_on(redis_server)
+    answers = [guard(rows) for guard, rows in zip((a, b, a, b, a), calls)]
+    # The calls ran one after another: the reference sees them in the same order.
+    reference = ReferenceModelGuardS(C, EPS)
+    for rows, given in zip(calls, answers):
+        np.testing.assert_array_equal(given, reference(rows))
+    store_rows = RedisStore(redis_server.url, "model")
+    store_rows.open(a._store_settings())
+    assert store_rows.counts().tolist() == [len(book) for book in reference.books]
+    missing = sum(map(len, reference.books)) - b.num_centroids
+    assert missing > 0 and b.refresh() == missing and b.refresh() == 0  # b had not seen a's last appends
+    assert a.centroid_counts.tolist() == b.centroid_counts.tolist() == store_rows.counts().tolist()
+    other = guard_on(redis_server, name="another-model")
+    assert other.num_centroids == 0  # names are separate codebooks
+
+
+def test_nearest_order_and_reset_are_refused_on_a_shared_store(redis_server):
+    with pytest.raises(ValueError, match="order='nearest' cannot use a shared store"):
+        guard_on(redis_server, order="nearest")
+    guard = guard_on(redis_server)
+    guard(classifier_like(50, C, seed=1))
+    with pytest.raises(ValueError, match="never reset"):
+        guard.reset()
+    assert guard.num_centroids > 0
+
+
+@pytest.mark.parametrize("setting", [{"eps": 0.4}, {"num_classes": 11}, {"dtype": "float64"}, {"sum_tol": 1e-4}])
+def test_other_settings_are_refused_naming_both(redis_server, setting):
+    guard_on(redis_server)(classifier_like(20, C, seed=2))
+    key, value = next(iter(setting.items()))
+    with pytest.raises(StoreError, match=rf"written with settings .*'{key}': .* but this guard has .*'{key}': {value!r}"):
+        guard_on(redis_server, **setting)
+
+
+def corrupt(server, guard, action):
+    client = server.client()
+    key = "mgf:{model}:class:%d"
+    row = guard.centroids(3)[0]
+    if action == "foreign key":
+        client.set("mgf:{model}:extra", b"x")
+    elif action == "wrong type":
+        client.delete(key % 4)
+        client.set(key % 4, b"not a list")
+    elif action == "short row":
+        client.rpush(key % 3, row.tobytes()[:-4])
+    elif action == "NaN":
+        client.rpush(key % 3, np.where(row == row.max(), np.nan, row).astype(np.float32).tobytes())
+    elif action == "negative":
+        bad = row.copy()
+        bad[bad.argmin()] = -0.01
+        client.rpush(key % 3, bad.tobytes())
+    elif action == "bad sum":
+        client.rpush(key % 3, (row * 1.5).tobytes())
+    elif action == "wrong class":
+        client.rpush(key % 5, row.tobytes())  # a class-3 centroid in class 5's list
+    elif action == "settings format":
+        client.hset("mgf:{model}:settings", "format_version", "99")
+    elif action == "orphan lists":
+        client.delete("mgf:{model}:settings")
+    client.close()
+
+
+@pytest.mark.parametrize("action, message", [
+    ("foreign key", r"keys that are not part of its codebook: \['mgf:\{model\}:extra'\]"),
+    ("wrong type", "WRONGTYPE"),
+    ("short row", "not of 40 bytes"),
+    ("NaN", "must be finite"),
+    ("negative", "non-negative"),
+    ("bad sum", "sum to 1"),
+    ("wrong class", "under a class other than its top-1 class"),
+    ("settings format", "format_version '99'"),
+    ("orphan lists", "has no settings record but holds"),
+])
+def test_corrupted_or_foreign_content_is_refused(redis_server, action, message):
+    first = guard_on(redis_server)
+    stream = classifier_like(400, C, seed=5)
+    first(stream)
+    before = first.state_dict()
+    corrupt(redis_server, first, action)
+    with pytest.raises(StoreError, match=message):
+        guard_on(redis_server)
+    np.testing.assert_array_equal(first.state_dict()["centroids"], before["centroids"])
+
+
+def test_unreachable_store_answers_hits_refuses_misses_and_recovers(redis_server):
+    stream = classifier_like(2000, C, seed=6)
+    guard = guard_on(redis_server)
+    given = guard(stream[:1500])
+    before = guard.state_dict()
+    redis_server.kill()
+
+    started = time.monotonic()
+    np.testing.assert_array_equal(guard(stream[:1500]), given)  # every row hits: answered locally
+    fresh = classifier_like(200, C, seed=60)
+    with pytest.raises(StoreUnavailable, match=r"Redis store 'model' at redis://127.0.0.1:\d+/0 is unreachable"):
+        guard(fresh)
+    assert time.monotonic() - started < 10  # bounded timeouts, no hang
+    after = guard.state_dict()
+    np.testing.assert_array_equal(after["centroids"], before["centroids"])
+    np.testing.assert_array_equal(after["counts"], before["counts"])
+    assert guard.num_queries == 1500 * 2
+
+    redis_server.start()  # same data folder: the AOF brings the codebook back
+    other = guard_on(redis_server)
+    from_other = other(fresh[:100])  # another replica appends while the first one was cut off
+    answers = guard(fresh)  # the same guard, not restarted
+    np.testing.assert_array_equal(answers[:100], from_other)
+    reference = ReferenceModelGuardS(C, EPS)
+    reference(stream[:1500])
+    reference(fresh[:100])
+    np.testing.assert_array_equal(answers, reference(fresh))
+
+
+def test_lost_store_data_is_refused_not_served(redis_server):
+    guard = guard_on(redis_server)
+    guard(classifier_like(300, C, seed=8))
+    client = redis_server.client()
+    client.flushall()
+    client.close()
+    with pytest.raises(StoreError, match="lost its settings record"):
+        guard(classifier_like(50, C, seed=80))
+    fresh = guard_on(redis_server)  # a new codebook on the emptied name
+    fresh(classifier_like(5, C, seed=81))
+    with pytest.raises(StoreError, match="fewer than the .* this guard already answered with"):
+        guard(classifier_like(50, C, seed=82))
+
+
+def test_store_arguments_are_checked():
+    with pytest.raises(ValueError, match="name must be 1 to 200 of the characters .* got 'a b'"):
+        RedisStore("redis://127.0.0.1:1/0", "a b")
+    with pytest.raises(ValueError, match="socket_timeout must be a number of seconds in \\(0, 3600\\), got 0"):
+        RedisStore("redis://127.0.0.1:1/0", "m", socket_timeout=0)
+    with pytest.raises(ValueError, match="wait_replicas must be an integer >= 0, got -1"):
+        RedisStore("redis://127.0.0.1:1/0", "m", wait_replicas=-1)
+    with pytest.raises(StoreUnavailable, match="Redis store 'm' at redis://127.0.0.1:1/0 is unreachable"):
+        mgf.ModelGuardS(C, store=RedisStore("redis://127.0.0.1:1/0", "m", retries=0))
