@@ -8,10 +8,13 @@ served in batches of 1 to 48 rows. Prints "ready", then one line per answered
 batch, "<first index position> <rows> <sha256 of the answers>", flushed only
 after the guard returned. A batch refused with StoreUnavailable is retried
 (after 20 ms) until answered; each refusal prints "unavailable" to stderr.
-With DUMP, the answers are also saved there (.npy) at the end.
+With DUMP, the answers are also saved there (.npy) at the end. With the
+environment variable MGF_WAIT_GO=1 it waits for a line on stdin after "ready"
+(so a test can start many replicas at once and set them going one by one).
 """
 
 import hashlib
+import os
 import sys
 import time
 
@@ -34,6 +37,8 @@ def main(url, name, C, eps, seed, pool, rows, dump=None):
     guard = mgf.ModelGuardS(C, eps=eps, store=RedisStore(url, name, socket_timeout=1.0, connect_timeout=1.0))
     answers = np.empty((rows, C), dtype=np.float32)
     print("ready", flush=True)
+    if os.environ.get("MGF_WAIT_GO") == "1":
+        sys.stdin.readline()
     start = 0
     for size in sizes:
         if start >= rows:

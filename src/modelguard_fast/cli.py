@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(handler=_demo)
     _add_study_parsers(sub)
+    from .stores.commands import add_parser as _add_codebook_parser
+
+    _add_codebook_parser(sub)
     return parser
 
 

@@ -404,18 +404,26 @@ class ModelGuardS(Defense):
             return guard
         if journal is not None and os.path.exists(journal) and os.path.getsize(journal) > 0:
             raise ValueError(f"journal {journal} already exists; load() starts a new journal")
-        bound = cls(**settings, journal=journal, store=store)
+        return guard._copy_into(journal, store)
+
+    def _copy_into(self, journal, store) -> "ModelGuardS":
+        """A guard with this one's settings on `journal` or `store`, which must be empty, filled with this
+        guard's codebooks by one atomic append."""
+        bound = type(self)(self.num_classes, eps=self.eps, order=self.order, dtype=self.dtype,
+                           sum_tol=self.sum_tol, renormalize=self.renormalize, journal=journal, store=store)
         if bound.num_centroids:
             bound.close()
             raise ValueError(f"{bound.store.describe()} already holds {bound.num_centroids} centroids; "
-                             "load() fills only an empty store")
-        codebook, offsets = guard._store.pack()
-        bound._store.append_rows(np.repeat(np.arange(guard.num_classes), np.diff(offsets)), codebook)
+                             "only an empty store can be filled")
+        with self._lock:
+            codebook, offsets = self._store.pack()
+        classes = np.repeat(np.arange(self.num_classes), np.diff(offsets))
+        bound._store.append_rows(classes, codebook)
         try:
-            bound._commit(codebook, np.repeat(np.arange(guard.num_classes), np.diff(offsets)))
+            bound._commit(codebook, classes)
         except _Conflict:
             bound.close()
-            raise ValueError(f"{bound.store.describe()} was filled by another guard during load()") from None
+            raise ValueError(f"{bound.store.describe()} was filled by another guard meanwhile") from None
         return bound
 
     def reset(self) -> None:

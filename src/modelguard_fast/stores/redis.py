@@ -124,6 +124,7 @@ class RedisStore(CodebookStore):
 
     shared = True
     persistent = True
+    format_version = STORE_FORMAT_VERSION
 
     def __init__(self, url: str, name: str, *, socket_timeout: float = 2.0, connect_timeout: float = 2.0,
                  retries: int = 2, wait_replicas: int = 0, wait_timeout: float = 1.0, **client_options: Any):
