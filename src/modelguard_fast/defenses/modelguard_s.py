@@ -155,7 +155,7 @@ class ModelGuardS(Defense):
         return {**self._settings(), "sum_tol": self.sum_tol}
 
     @property
-    def store(self) -> CodebookStore:
+    def codebook_store(self) -> CodebookStore:
         """The CodebookStore holding this guard's codebooks."""
         return self._backing
 
@@ -184,8 +184,8 @@ class ModelGuardS(Defense):
         with self._lock:
             if self._closed:
                 kind = "journal" if isinstance(self._backing, LocalStore) else "store"
-                raise RuntimeError(f"this guard's {kind} was closed ({self._backing.describe()}); "
-                                   "open a new guard on it")
+                raise RuntimeError(f"this guard's {kind} was closed; open a new guard on the {kind} "
+                                   f"({self._backing.describe()})")
             for _ in range(MAX_CONFLICTS):
                 try:
                     if batch.on_cuda:
@@ -413,7 +413,7 @@ class ModelGuardS(Defense):
                            sum_tol=self.sum_tol, renormalize=self.renormalize, journal=journal, store=store)
         if bound.num_centroids:
             bound.close()
-            raise ValueError(f"{bound.store.describe()} already holds {bound.num_centroids} centroids; "
+            raise ValueError(f"{bound.codebook_store.describe()} already holds {bound.num_centroids} centroids; "
                              "only an empty store can be filled")
         with self._lock:
             codebook, offsets = self._store.pack()
@@ -423,7 +423,7 @@ class ModelGuardS(Defense):
             bound._commit(codebook, classes)
         except _Conflict:
             bound.close()
-            raise ValueError(f"{bound.store.describe()} was filled by another guard meanwhile") from None
+            raise ValueError(f"{bound.codebook_store.describe()} was filled by another guard meanwhile") from None
         return bound
 
     def reset(self) -> None:

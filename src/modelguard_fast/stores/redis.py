@@ -171,6 +171,9 @@ class RedisStore(CodebookStore):
             return fn(*args, **kwargs)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as err:
             raise StoreUnavailable(f"{self.describe()} is unreachable: {err}") from None
+        except redis.exceptions.NoPermissionError as err:
+            raise StoreError(f"{self.describe()}: the Redis user may not do this ({err}); see the README's "
+                             "ACL for a replica") from None
         except redis.exceptions.ResponseError as err:
             raise StoreError(f"{self.describe()} refused a codebook operation: {err} "
                              "(keys under the name that are not a modelguard_fast codebook?)") from None
