@@ -69,7 +69,7 @@ def _inspect(args) -> int:
     guard = _guard(args)
     counts = guard.centroid_counts
     print(f"codebook {args.name!r}: {guard.codebook_store.describe()}")
-    print(f"format version {guard.store.format_version}; settings {guard.codebook_store.settings()}")
+    print(f"format version {guard.codebook_store.format_version}; settings {guard.codebook_store.settings()}")
     print(f"centroids: {int(counts.sum())} (all valid)")
     print("per class: " + " ".join(f"{c}:{n}" for c, n in enumerate(counts.tolist())))
     guard.close()
