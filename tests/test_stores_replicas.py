@@ -241,25 +241,38 @@ def test_sigkilled_replicas_never_change_a_given_answer(redis_server, spawn):
 
 def test_redis_server_sigkilled_and_restarted_on_its_aof(redis_server, spawn):
     C, eps = 10, 0.3
-    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=8000, pool=BIG_POOL) for seed in range(3)]
+    # Streams longer than the test: the replicas serve throughout and are stopped at the end.
+    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=400_000, pool=BIG_POOL, wait_go=True)
+                for seed in range(3)]
     for r in replicas:
         r.wait_ready()
+    for r in replicas:
+        r.go()
     client = redis_server.client()
     sizes = []
     for downtime in (0.2, 1.0, 2.5):  # shorter than the client's retries, and longer
         time.sleep(0.4)
         sizes.append(sum(client.llen(f"mgf:{{model}}:class:{c}") for c in range(C)))
-        assert all(r.proc.poll() is None for r in replicas)  # killed mid-stream
         client.close()
         redis_server.kill(signal.SIGKILL)
         time.sleep(downtime)
+        for r in replicas:
+            r.drain(idle=0.01)
+        answered = [len(r.answers) for r in replicas]
         redis_server.start()
         client = redis_server.client()
-    for r in replicas:
-        r.finish()
+    time.sleep(0.5)
     sizes.append(sum(client.llen(f"mgf:{{model}}:class:{c}") for c in range(C)))
     client.close()
+    for r in replicas:
+        assert r.proc.poll() is None  # still streaming: every kill was mid-stream
+        r.kill()
+        r.proc.wait()
+        r._reader.join()
+        r._stderr.join()
+        r.drain()
     assert sizes == sorted(sizes) and sizes[-1] > sizes[0]  # the log never shrank, and grew after restarts
+    assert all(len(r.answers) > n for r, n in zip(replicas, answered))  # served after the last restart
+    assert any(b"unavailable" in r.errors for r in replicas)  # the long outage refused misses meanwhile
     reference = replayed_log(redis_server, "model", C, eps)
     assert check_given(replicas, reference, C) == sum(len(r.answers) for r in replicas)
-    assert any(b"unavailable" in r.errors for r in replicas)  # the long outage refused misses meanwhile
