@@ -38,11 +38,12 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process on 127.0.0.1:`port`, data (AOF) in `folder`; restartable on the same data."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, extra: tuple[str, ...] = ()):
         self.binary = redis_binary()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -52,7 +53,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
                 "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no",
-                "--protected-mode", "yes", "--logfile", str(self.folder / "redis.log")]
+                "--protected-mode", "yes", "--logfile", str(self.folder / "redis.log"), *self.extra]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

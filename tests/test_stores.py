@@ -177,3 +177,29 @@ def test_store_arguments_are_checked():
         RedisStore("redis://127.0.0.1:1/0", "m", wait_replicas=-1)
     with pytest.raises(StoreUnavailable, match="Redis store 'm' at redis://127.0.0.1:1/0 is unreachable"):
         mgf.ModelGuardS(C, store=RedisStore("redis://127.0.0.1:1/0", "m", retries=0))
+
+
+def test_wait_replicas_answers_only_what_the_replicas_hold(redis_server, tmp_path):
+    from redis_server import RedisServer
+
+    stream = classifier_like(400, C, seed=9)
+    lonely = mgf.ModelGuardS(C, eps=EPS, store=RedisStore(redis_server.url, "model", wait_replicas=1,
+                                                           wait_timeout=0.2))
+    with pytest.raises(StoreUnavailable, match=r"the append reached 0 of the 1 replicas required within 0.2 s"):
+        lonely(stream)
+    assert lonely.num_centroids == 0 and lonely.num_queries == 0  # nothing answered, nothing kept locally
+
+    replica = RedisServer(tmp_path / "replica", extra=("--replicaof", "127.0.0.1", str(redis_server.port))).start()
+    try:
+        deadline = time.monotonic() + 20
+        while replica.client().info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica did not connect"
+            time.sleep(0.05)
+        answers = lonely(stream)  # the same guard: it catches up with the unacknowledged append, then appends
+        np.testing.assert_array_equal(answers, ReferenceModelGuardS(C, EPS)(stream))
+        client = replica.client()
+        held = sum(client.llen(f"mgf:{{model}}:class:{c}") for c in range(C))
+        client.close()
+        assert held == lonely.num_centroids > 0  # the replica holds every centroid an answer used
+    finally:
+        replica.kill()
