@@ -13,6 +13,7 @@ dtype are cast to it and the answers cast back.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -32,14 +33,22 @@ from .._validation import (
     real_number,
 )
 from ..ops.mgs import packed_to_device, search_cuda
-from ..persistence import Journal, read_snapshot, write_snapshot
+from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
+from . import _forksafe
 from .base import Defense
 from .modelguard_s_frozen import FrozenModelGuardS
 
 ORDERS = ("first", "nearest")
 _MODE = {"first": 0, "nearest": 1, "offline": 2}
 SNAPSHOT_FORMAT = "modelguard_fast.ModelGuardS"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: optional HMAC, max_centroids and centroid_warning; version 1 files still load
+STATE_VERSION = 1  # of state_dict()
+
+log = logging.getLogger(__name__)
+
+
+class CapacityError(RuntimeError):
+    """A call would grow a class codebook beyond the guard's max_centroids; nothing was changed."""
 
 
 def _store_type(dtype: np.dtype):
@@ -78,10 +87,34 @@ class ModelGuardS(Defense):
         renormalize: rescale rows to sum 1 instead of refusing them.
         journal: path of an append-only journal. Every new centroid is made
             durable there before the answer that uses it is returned; opening
-            an existing journal restores the codebooks it records.
+            an existing journal restores the codebooks it records. The
+            journal records the settings, sum_tol included, and must be
+            reopened with the same (see modelguard_fast.persistence.journal
+            for the file rules: torn tails, damage, format 1, symlinks).
+        max_centroids: optional per-class capacity. A call that would add a
+            centroid to a class already holding max_centroids is refused
+            with CapacityError and changes nothing (no centroid, no answer,
+            no statistics); other calls keep being answered. A journal or
+            state holding more is refused. Each centroid costs C * itemsize
+            bytes in host memory (40 bytes for C = 10 in float32; growth of
+            the per-class arrays can reserve up to twice that), the same
+            again on each CUDA device the guard served, C * itemsize + 52
+            bytes in the journal, and search time grows with the codebook.
+        centroid_warning: a per-class count at which a warning is logged
+            (logger "modelguard_fast.defenses.modelguard_s"), once per class
+            until reset(); default 80% of max_centroids, None without it.
 
     Calls are thread-safe: concurrent calls are serialised, so every result
-    equals that of some sequential order of the calls.
+    equals that of some sequential order of the calls. os.fork() waits for
+    calls in flight and the child gets a fresh lock; in the child a
+    journal-bound guard refuses every call (it cannot write its parent's
+    journal: open a new guard on another journal there).
+
+    Copies: an in-memory guard pickles and deep-copies through its state
+    (settings, codebooks and statistics; the copy is independent). A guard
+    bound to a journal refuses to be copied (TypeError): two guards would
+    then hand out answers from one protection state, each recording only
+    its own. Snapshot files never use pickle.
     """
 
     name = "ModelGuard-S"
@@ -91,7 +124,8 @@ class ModelGuardS(Defense):
 
     def __init__(self, num_classes: int, eps: float = 1.0, order: str = "first", dtype: Any = "float32",
                  sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False,
-                 journal: str | os.PathLike | None = None):
+                 journal: str | os.PathLike | None = None, max_centroids: int | None = None,
+                 centroid_warning: int | None = None):
         self.num_classes = positive_int(num_classes, "num_classes")
         self.eps = eps_value(eps)
         self.order = choice(order, "order", ORDERS)
@@ -102,7 +136,13 @@ class ModelGuardS(Defense):
         if not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
         self.renormalize = renormalize
+        self.max_centroids = None if max_centroids is None else positive_int(max_centroids, "max_centroids")
+        if centroid_warning is None and self.max_centroids is not None:
+            centroid_warning = max(1, (4 * self.max_centroids) // 5)
+        self.centroid_warning = None if centroid_warning is None else positive_int(centroid_warning, "centroid_warning")
+        self._warned: set[int] = set()
         self._lock = threading.RLock()
+        _forksafe.track(self, threading.RLock)
         self._store = _store_type(self.dtype)(self.num_classes)
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
@@ -110,13 +150,24 @@ class ModelGuardS(Defense):
         self._journal = None
         self._journal_closed = False
         if journal is not None:
-            self._journal = Journal(journal, self._settings(), self.num_classes * self.dtype.itemsize)
-            self._replay(self._journal.records)
+            self._journal = Journal(journal, self._journal_meta(), self._record_bytes(), legacy_meta=self._settings())
+            try:
+                self._replay(self._journal.records)
+            except BaseException:
+                self._journal.close()
+                raise
             self._journal.records = []
 
     # ----------------------------------------------------------------- settings
     def _settings(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "eps": self.eps, "order": self.order, "dtype": self.dtype.name}
+
+    def _journal_meta(self) -> dict[str, Any]:
+        """What a journal records: the settings and sum_tol (the tolerance its centroids were checked with)."""
+        return {**self._settings(), "sum_tol": self.sum_tol}
+
+    def _record_bytes(self) -> int:
+        return self.num_classes * self.dtype.itemsize
 
     def __repr__(self) -> str:
         return (f"ModelGuardS(num_classes={self.num_classes}, eps={self.eps}, order={self.order!r}, "
@@ -137,8 +188,7 @@ class ModelGuardS(Defense):
         if self.renormalize:
             _arrays.renormalize_rows(batch, "probs")
         with self._lock:
-            if self._journal_closed:
-                raise RuntimeError("this guard's journal was closed; open a new guard on the journal")
+            self._check_usable()
             if batch.on_cuda:
                 out, total, largest = self._quantize_cuda(batch.data)
             else:
@@ -194,18 +244,43 @@ class ModelGuardS(Defense):
         mirror.refresh(self._store, self._version, device)
         return mirror
 
+    def _check_usable(self) -> None:
+        if self._journal_closed:
+            raise RuntimeError("this guard's journal was closed; open a new guard on the journal")
+        if self._journal is not None and (self._journal._forked or self._journal._pid != os.getpid()):
+            raise JournalError(f"this guard's journal {self._journal.path} belongs to process {self._journal._pid}; "
+                               f"a forked child ({os.getpid()}) cannot use it: open a new guard on another journal")
+
     def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
-        """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them."""
+        """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them.
+
+        Undone, with CapacityError, when a class would exceed max_centroids.
+        """
         self._changed()
-        if self._journal is None:
-            return
         try:
-            self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
+            counts = np.asarray(self._store.counts(), dtype=np.int64)
+            if self.max_centroids is not None and counts.max(initial=0) > self.max_centroids:
+                full = int(np.argmax(counts > self.max_centroids))
+                raise CapacityError(
+                    f"class {full}'s codebook holds max_centroids={self.max_centroids} centroids; this call "
+                    "would add another, so it was refused and nothing changed (raise max_centroids, or reset)")
+            if self._journal is not None:
+                self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
         except BaseException:
             counts = np.asarray(self._store.counts()) - np.bincount(classes, minlength=self.num_classes)
             self._store.truncate(counts.tolist())
             self._changed()
             raise
+        self._warn_if_full(counts)
+
+    def _warn_if_full(self, counts: np.ndarray) -> None:
+        if self.centroid_warning is None:
+            return
+        for cls in np.flatnonzero(counts >= self.centroid_warning).tolist():
+            if cls not in self._warned:
+                self._warned.add(cls)
+                log.warning("ModelGuardS: class %d's codebook holds %d centroids (warning at %d, max_centroids=%s)",
+                            cls, counts[cls], self.centroid_warning, self.max_centroids)
 
     # ------------------------------------------------------------- inspection
     @property
@@ -241,19 +316,27 @@ class ModelGuardS(Defense):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Settings and codebooks as plain values and numpy arrays."""
+        """Settings and codebooks as plain values and numpy arrays.
+
+        Keys: format_version, num_classes, eps, order, dtype, "centroids"
+        (n, C) in the guard's dtype, class by class, and "counts" (C,) int64.
+        """
         with self._lock:
             codebook, offsets = self._store.pack()
-            return {"format_version": SNAPSHOT_VERSION, **self._settings(),
+            return {"format_version": STATE_VERSION, **self._settings(),
                     "centroids": codebook, "counts": np.diff(offsets)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replaces the codebooks with those of `state`, whose settings must match this guard's."""
+        """Replaces the codebooks with those of `state`, whose settings must match this guard's.
+
+        Raises ValueError/TypeError (changing nothing) for a state of other
+        settings, malformed codebooks, or more than max_centroids per class.
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         version = state.get("format_version")
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"state format_version must be {SNAPSHOT_VERSION}, got {version!r}")
+        if version != STATE_VERSION:
+            raise ValueError(f"state format_version must be {STATE_VERSION}, got {version!r}")
         settings = {k: state.get(k) for k in self._settings()}
         if settings != self._settings():
             raise ValueError(f"state was saved with settings {settings}, this guard has {self._settings()}")
@@ -267,6 +350,7 @@ class ModelGuardS(Defense):
             self._store = store
             self._changed()
             self._reset_stats()
+            self._warned = set()
 
     def _validated_codebooks(self, centroids, counts) -> tuple[np.ndarray, np.ndarray]:
         C = self.num_classes
@@ -278,59 +362,106 @@ class ModelGuardS(Defense):
         if not isinstance(counts, np.ndarray) or counts.shape != (C,) or counts.dtype.kind not in "iu":
             raise ValueError(f"state['counts'] must be an integer array of shape ({C},), got "
                              f"{getattr(counts, 'shape', type(counts).__name__)}")
-        if (counts < 0).any() or int(counts.sum()) != centroids.shape[0]:
+        exact = [int(c) for c in counts.tolist()]  # Python ints: a crafted sum cannot wrap around
+        if min(exact) < 0 or sum(exact) != centroids.shape[0]:
             raise ValueError(f"state['counts'] must be non-negative and sum to {centroids.shape[0]}, got {counts}")
-        classes = np.repeat(np.arange(C, dtype=np.int64), counts.astype(np.int64))
+        self._check_capacity(exact, "state['counts']")
+        classes = np.repeat(np.arange(C, dtype=np.int64), np.asarray(exact, dtype=np.int64))
         return classes, self._checked_centroids(centroids, classes, "state['centroids']")
+
+    def _check_capacity(self, counts: list[int], source: str) -> None:
+        if self.max_centroids is not None and max(counts, default=0) > self.max_centroids:
+            raise ValueError(f"{source} holds {max(counts)} centroids in one class, more than "
+                             f"max_centroids={self.max_centroids}")
 
     def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
         """`rows` as valid probability rows, each stored under its own top-1 class."""
-        rows = np.ascontiguousarray(rows)
+        rows = np.ascontiguousarray(rows).view(self.dtype)  # the canonical dtype object (unpickled arrays lack it)
         top = _check_rows(rows, source, self.sum_tol) if len(rows) else np.empty(0, np.int64)
         if not np.array_equal(top, classes):
             raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
         return rows
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes the settings and codebooks atomically to an .npz snapshot (no pickle)."""
+    def save(self, path: str | os.PathLike, key: bytes | None = None) -> None:
+        """Writes the settings and codebooks atomically to an .npz snapshot (no pickle).
+
+        `key` (bytes, >= 16): adds an HMAC-SHA256 that load(..., key=) checks;
+        without it the file carries only an unkeyed SHA-256, which detects
+        accidental corruption, not tampering (see modelguard_fast.persistence.snapshot).
+        A temporary left by a save killed midway is removed by the next save to `path`.
+        """
         state = self.state_dict()
         arrays = {"centroids": state.pop("centroids"), "counts": state.pop("counts")}
         state.pop("format_version")
-        state["sum_tol"] = self.sum_tol
-        state["renormalize"] = self.renormalize
-        write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays)
+        state.update(sum_tol=self.sum_tol, renormalize=self.renormalize, max_centroids=self.max_centroids,
+                     centroid_warning=self.centroid_warning)
+        write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays, key=key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None) -> "ModelGuardS":
+    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None,
+             key: bytes | None = None) -> "ModelGuardS":
         """Reads a snapshot written by save(); refuses corrupted or unknown files.
 
-        With `journal`, the snapshot's codebooks are recorded in a new journal
-        there, which must not exist yet.
+        Raises SnapshotError for every file that is not a sound snapshot (with
+        `key`, also for one without a valid HMAC), FileNotFoundError for a
+        missing one. With `journal`, the snapshot's codebooks are written to a
+        new journal at that path, which appears complete or not at all
+        (JournalError if the path exists; a load killed midway leaves no
+        journal, so a retry starts afresh).
         """
-        meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION)
-        guard = cls(meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
-                    sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False))
-        guard.load_state_dict({"format_version": meta["format_version"], **guard._settings(), **arrays})
+        meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, key=key)
+        missing = {"num_classes", "eps", "order", "dtype"} - set(meta)
+        missing |= {"centroids", "counts"} - set(arrays)
+        if missing:
+            raise SnapshotError(f"{path} lacks {sorted(missing)}; it is not a complete ModelGuardS snapshot")
+        C, centroids, counts = meta["num_classes"], arrays["centroids"], arrays["counts"]
+        if centroids.ndim != 2 or counts.shape != (centroids.shape[1],) or C != centroids.shape[1]:
+            raise SnapshotError(f"{path} declares num_classes={C!r} but holds centroids of shape {centroids.shape} "
+                                f"and counts of shape {counts.shape}")
+        try:
+            guard = cls(meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
+                        sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False),
+                        max_centroids=meta.get("max_centroids"), centroid_warning=meta.get("centroid_warning"))
+            guard.load_state_dict({"format_version": STATE_VERSION, **guard._settings(), **arrays})
+        except (ValueError, TypeError) as err:
+            raise SnapshotError(f"{path} holds invalid settings or codebooks: {err}") from None
         if journal is not None:
-            if os.path.exists(journal) and os.path.getsize(journal) > 0:
-                raise ValueError(f"journal {journal} already exists; load() starts a new journal")
-            guard._journal = Journal(journal, guard._settings(), guard.num_classes * guard.dtype.itemsize)
-            guard._commit(arrays["centroids"], np.repeat(np.arange(guard.num_classes), arrays["counts"]))
+            state = guard.state_dict()
+            classes = np.repeat(np.arange(guard.num_classes), state["counts"])
+            items = [(int(c), row.tobytes()) for c, row in zip(classes, state["centroids"])]
+            guard._journal = Journal.create(journal, guard._journal_meta(), guard._record_bytes(), items)
         return guard
 
     def reset(self) -> None:
-        """Forgets every centroid and statistic (and empties the journal, if any)."""
+        """Forgets every centroid and statistic (and empties the journal, if any).
+
+        A journal is replaced atomically (its symlink, if it was opened through
+        one, keeps pointing at it). Raises RuntimeError on a closed guard and
+        JournalError when the journal cannot be replaced; the old journal and
+        the codebooks are then unchanged.
+        """
         with self._lock:
+            self._check_usable()
             if self._journal is not None:
-                self._journal.reset(self._settings())
+                try:
+                    self._journal.reset(self._journal_meta())
+                finally:
+                    if self._journal.head[0] == 0:  # replaced, even if syncing its folder failed
+                        self._store.clear()
+                        self._changed()
             self._store.clear()
             self._changed()
             self._reset_stats()
+            self._warned = set()
 
     def _replay(self, records: list[tuple[int, bytes]]) -> None:
         if not records:
             return
         classes = np.array([k for k, _ in records], dtype=np.int64)
+        if classes.max() >= self.num_classes:
+            raise JournalError(f"{self._journal.path} holds a record of class {int(classes.max())}, "
+                               f"but the guard has {self.num_classes} classes")
+        self._check_capacity(np.bincount(classes, minlength=self.num_classes).tolist(), str(self._journal.path))
         rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
         self._store.append_rows(classes, self._checked_centroids(rows, classes, "the journal"))
         self._changed()
@@ -341,6 +472,24 @@ class ModelGuardS(Defense):
             if self._journal is not None:
                 self._journal.close()
                 self._journal_closed = True
+
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict[str, Any]:
+        if self._journal is not None:
+            raise TypeError(f"a ModelGuardS bound to journal {self._journal.path} cannot be copied or pickled: two "
+                            "guards would answer from one protection state, each recording only its own centroids; "
+                            "copy its codebooks explicitly with state_dict()/load_state_dict() if that is intended")
+        with self._lock:
+            return {"settings": {"num_classes": self.num_classes, "eps": self.eps, "order": self.order,
+                                 "dtype": self.dtype.name, "sum_tol": self.sum_tol, "renormalize": self.renormalize,
+                                 "max_centroids": self.max_centroids, "centroid_warning": self.centroid_warning},
+                    "state": self.state_dict(),
+                    "stats": (self._queries, self._distortion_sum, self._distortion_max)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["settings"])
+        self.load_state_dict(state["state"])
+        self._queries, self._distortion_sum, self._distortion_max = state["stats"]
 
     def frozen(self) -> "FrozenModelGuardS":
         """A read-only snapshot of the codebooks implementing the attacker's offline map."""
