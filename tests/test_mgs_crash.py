@@ -30,23 +30,27 @@ class Worker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WORKER.parent), *sys.path]))
         self.proc = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
-        self.out = Path(folder) / "worker.out"
+        self.folder = Path(folder) / "worker"  # one output file per command
+        self.folder.mkdir()
+        self.runs = 0
 
     def run_and_kill(self, delay, *command):
         """Runs a command in a child, SIGKILLs it `delay` seconds after it is ready; its completed lines."""
-        self.proc.stdin.write((" ".join(map(str, [self.out, *command])) + "\n").encode())
+        self.runs += 1
+        out = self.folder / f"{self.runs}.out"
+        self.proc.stdin.write((" ".join(map(str, [out, *command])) + "\n").encode())
         self.proc.stdin.flush()
         pid = int(self.proc.stdout.readline().split()[1])
         deadline = time.monotonic() + 60
-        while not self.out.exists() or not self.out.read_bytes().startswith(b"ready\n"):
-            assert time.monotonic() < deadline, self.out.read_bytes() if self.out.exists() else "no output"
+        while not out.exists() or not out.read_bytes().startswith(b"ready\n"):
+            assert time.monotonic() < deadline, out.read_bytes() if out.exists() else "no output"
             time.sleep(0.001)
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
         status = self.proc.stdout.readline().split()
         assert status[0] == b"exit" and os.WIFSIGNALED(int(status[1])), (status, self.proc.stderr.read1())
         # Only complete lines were steps that returned.
-        return self.out.read_bytes().decode().split("\n")[1:-1]
+        return out.read_bytes().decode().split("\n")[1:-1]
 
     def close(self):
         self.proc.stdin.close()
@@ -152,7 +156,7 @@ def test_sigkill_during_load_into_a_journal_leaves_all_or_nothing(tmp_path, work
         retry.close()
         journal.unlink()
     assert outcomes["absent"] > 0 and outcomes["complete"] > 0, outcomes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz", "worker.out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npz", "worker"]
 
 
 def test_sigkill_during_save_leaves_no_temporary_after_the_next_save(tmp_path, worker):
@@ -172,4 +176,4 @@ def test_sigkill_during_save_leaves_no_temporary_after_the_next_save(tmp_path, w
             np.testing.assert_array_equal(mgf.ModelGuardS.load(target).state_dict()["centroids"], rows)
     assert left > 0  # the kills did land inside save()
     source.save(target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz", "src.npz", "worker.out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.npz", "src.npz", "worker"]
