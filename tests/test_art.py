@@ -104,7 +104,8 @@ def test_params_expose_the_defense_and_set_params_rebuilds_it():
     rounding.set_params(decimals=2)
     np.testing.assert_array_equal(rounding(preds), mgf.Rounding(2)(preds))
     guard = mgf.art_postprocessor(mgf.ModelGuardS(5, eps=0.5))
-    assert guard.params == ["num_classes", "eps", "order", "dtype", "sum_tol", "renormalize"] and guard.eps == 0.5
+    assert guard.params == ["num_classes", "eps", "order", "dtype", "sum_tol", "renormalize", "max_centroids",
+                            "centroid_warning"] and guard.eps == 0.5
     with pytest.raises(TypeError, match="ModelGuardS keeps state .* build a new defense"):
         guard.set_params(eps=1.0)
     with pytest.raises(AttributeError):

@@ -57,7 +57,7 @@ def test_snapshot_is_not_pickle_and_is_versioned(tmp_path):
     with np.load(path, allow_pickle=False) as npz:
         meta = json.loads(npz["meta"].tobytes())
         assert npz["centroids"].dtype == np.float32
-    assert meta["format"] == "modelguard_fast.ModelGuardS" and meta["format_version"] == 1
+    assert meta["format"] == "modelguard_fast.ModelGuardS" and meta["format_version"] == 2
     assert {"num_classes", "eps", "order", "dtype", "sha256"} <= set(meta)
 
 
@@ -86,11 +86,12 @@ def test_corrupted_or_foreign_snapshots_are_refused(tmp_path):
     with pytest.raises(mgf.SnapshotError, match="newer than this modelguard_fast reads"):
         mgf.ModelGuardS.load(tmp_path / "newer.npz")
     np.savez(tmp_path / "pickled.npz", meta=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(mgf.SnapshotError, match="not a readable snapshot"):
+    with pytest.raises(mgf.SnapshotError, match="holds dtype object; snapshots hold only numeric arrays"):
         mgf.ModelGuardS.load(tmp_path / "pickled.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip at all")
-    with pytest.raises(mgf.SnapshotError):
+    with pytest.raises(mgf.SnapshotError, match="not a zip archive") as err:
         mgf.ModelGuardS.load(tmp_path / "garbage.npz")
+    assert "pickle" not in str(err.value)  # issue 13 item 16: say what is wrong, not how to load it unsafely
 
 
 def test_failed_save_leaves_the_old_snapshot(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
 from .defenses.mad import MAD, random_surrogate
-from .defenses.modelguard_s import ModelGuardS
+from .defenses.modelguard_s import CapacityError, ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
 from .defenses.modelguard_w import ModelGuardW
 from .defenses.none import NoDefense
@@ -26,6 +26,7 @@ __all__ = [
     "AdaptiveMisinformation",
     "AttackConfig",
     "AttackResult",
+    "CapacityError",
     "Defense",
     "FrozenModelGuardS",
     "GuardedModel",

@@ -84,7 +84,8 @@ class GuardedModel(nn.Module):
         self._mode_lock = threading.RLock()
 
     def train(self, mode: bool = True) -> "GuardedModel":
-        """Sets the target's mode as nn.Module does (serving uses eval mode either way); the query model stays in eval."""
+        """Sets the target's mode as nn.Module does (serving uses eval mode either way); the query model
+        stays in eval mode."""
         super().train(mode)
         if self.query_model is not None:
             self.query_model.eval()

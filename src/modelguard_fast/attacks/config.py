@@ -334,7 +334,8 @@ def _one_of(allowed: tuple[str, ...]):
 
 _RULES = {
     "epochs": _positive_int, "batch_size": _positive_int, "lr": _positive_real, "momentum": _unit_interval,
-    "weight_decay": _non_negative_real, "jbda_weight_decay": _non_negative_real, "lr_step": _positive_int, "lr_gamma": _decay,
+    "weight_decay": _non_negative_real, "jbda_weight_decay": _non_negative_real, "lr_step": _positive_int,
+    "lr_gamma": _decay,
     "query_seed": _int, "query_batch_size": _positive_int, "qpi": _positive_int,
     "jbda_seed_size": _positive_int, "jbda_new_per_sample": _positive_int, "jbda_steps": _positive_int,
     "jbda_eps": _positive_real, "jbda_step_size": _optional_positive_real, "jbda_input_range": _input_range,

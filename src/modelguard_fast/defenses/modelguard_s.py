@@ -10,18 +10,18 @@ Distances are L1 sums in the guard's dtype (float32 by default), in a fixed
 summation order shared by the CPU and GPU kernels; inputs of the other float
 dtype are cast to it and the answers cast back.
 
-The codebooks live in a store (modelguard_fast.stores): in memory, a journal
-file, or Redis shared by replicas. The guard's in-memory codebooks are always
-a prefix of the store's per-class logs, so a hit is answered locally and only
-a row that creates a centroid goes to the store (an atomic compare-and-append;
-on conflict the guard fetches what others appended and redoes the batch).
-Every answer therefore equals that of one global sequential order of all
-calls on the store, and no answer uses a centroid the store has not
-acknowledged.
+Replicas share one codebook through a CodebookStore (store=RedisStore(...)):
+the guard's in-memory codebooks are always a prefix of the store's per-class
+logs, so a hit is answered locally and only a batch that creates centroids
+goes to the store (an atomic compare-and-append; on a conflict the guard
+fetches what others appended and redoes the batch). Every answer therefore
+equals that of one global sequential order of all calls on the store, and no
+answer uses a centroid the store has not acknowledged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -41,15 +41,19 @@ from .._validation import (
     real_number,
 )
 from ..ops.mgs import packed_to_device, search_cuda
-from ..persistence import read_snapshot, write_snapshot
+from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
+from . import _forksafe
 from .base import Defense
 from .modelguard_s_frozen import FrozenModelGuardS
 
 ORDERS = ("first", "nearest")
 _MODE = {"first": 0, "nearest": 1, "offline": 2}
 SNAPSHOT_FORMAT = "modelguard_fast.ModelGuardS"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: optional HMAC, max_centroids and centroid_warning; version 1 files still load
+STATE_VERSION = 1  # of state_dict()
+
+log = logging.getLogger(__name__)
 # Compare-and-append conflicts tolerated for one call before giving up (each
 # one means another replica appended to a class this batch touches).
 MAX_CONFLICTS = 64
@@ -57,6 +61,10 @@ MAX_CONFLICTS = 64
 
 class _Conflict(Exception):
     """Another guard appended to a touched class first; the local codebooks were caught up."""
+
+
+class CapacityError(RuntimeError):
+    """A call would grow a class codebook beyond the guard's max_centroids; nothing was changed."""
 
 
 def _store_type(dtype: np.dtype):
@@ -95,20 +103,42 @@ class ModelGuardS(Defense):
         renormalize: rescale rows to sum 1 instead of refusing them.
         journal: path of an append-only journal. Every new centroid is made
             durable there before the answer that uses it is returned; opening
-            an existing journal restores the codebooks it records. Short form
-            of `store=LocalStore(journal=path)`.
-        store: a CodebookStore holding the codebooks, e.g.
-            `modelguard_fast.stores.RedisStore(url, name=...)` shared by every
-            replica of a model. Its recorded settings must equal this guard's
-            (StoreError otherwise); order="nearest" is refused for shared
-            stores (its answers have no prefix property).
+            an existing journal restores the codebooks it records. The
+            journal records the settings, sum_tol included, and must be
+            reopened with the same (see modelguard_fast.persistence.journal
+            for the file rules: torn tails, damage, format 1, symlinks).
+        max_centroids: optional per-class capacity. A call that would add a
+            centroid to a class already holding max_centroids is refused
+            with CapacityError and changes nothing (no centroid, no answer,
+            no statistics); other calls keep being answered. A journal or
+            state holding more is refused. Each centroid costs C * itemsize
+            bytes in host memory (40 bytes for C = 10 in float32; growth of
+            the per-class arrays can reserve up to twice that), the same
+            again on each CUDA device the guard served, C * itemsize + 52
+            bytes in the journal, and search time grows with the codebook.
+        centroid_warning: a per-class count at which a warning is logged
+            (logger "modelguard_fast.defenses.modelguard_s"), once per class
+            until reset(); default 80% of max_centroids, None without it.
+        store: a shared CodebookStore, e.g.
+            `modelguard_fast.stores.RedisStore(url, name=...)`, used by every
+            replica of a model. Its recorded settings (sum_tol included) must
+            equal this guard's (StoreError otherwise); order="nearest" is
+            refused (its answers have no prefix property). A call that needs
+            a new centroid while the store is unreachable raises
+            StoreUnavailable and changes nothing; hits are still answered.
+            `store=LocalStore(journal=path)` is the same as `journal=path`.
 
     Calls are thread-safe: concurrent calls are serialised, so every result
-    equals that of some sequential order of the calls. With a shared store,
-    every answer of every guard on it equals that of one global sequential
-    order (the store's append order). A call that needs a new centroid while
-    the store is unreachable raises StoreUnavailable and changes nothing;
-    calls answered from the local codebooks are still served.
+    equals that of some sequential order of the calls. os.fork() waits for
+    calls in flight and the child gets a fresh lock; in the child a
+    journal-bound guard refuses every call (it cannot write its parent's
+    journal: open a new guard on another journal there).
+
+    Copies: an in-memory guard pickles and deep-copies through its state
+    (settings, codebooks and statistics; the copy is independent). A guard
+    bound to a journal refuses to be copied (TypeError): two guards would
+    then hand out answers from one protection state, each recording only
+    its own. Snapshot files never use pickle.
     """
 
     name = "ModelGuard-S"
@@ -118,7 +148,8 @@ class ModelGuardS(Defense):
 
     def __init__(self, num_classes: int, eps: float = 1.0, order: str = "first", dtype: Any = "float32",
                  sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False,
-                 journal: str | os.PathLike | None = None, store: CodebookStore | None = None):
+                 journal: str | os.PathLike | None = None, max_centroids: int | None = None,
+                 centroid_warning: int | None = None, store: CodebookStore | None = None):
         self.num_classes = positive_int(num_classes, "num_classes")
         self.eps = eps_value(eps)
         self.order = choice(order, "order", ORDERS)
@@ -129,39 +160,64 @@ class ModelGuardS(Defense):
         if not isinstance(renormalize, bool):
             raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
         self.renormalize = renormalize
+        self.max_centroids = None if max_centroids is None else positive_int(max_centroids, "max_centroids")
+        if centroid_warning is None and self.max_centroids is not None:
+            centroid_warning = max(1, (4 * self.max_centroids) // 5)
+        self.centroid_warning = None if centroid_warning is None else positive_int(centroid_warning, "centroid_warning")
+        self._warned: set[int] = set()
         self._lock = threading.RLock()
+        _forksafe.track(self, threading.RLock)
         self._store = _store_type(self.dtype)(self.num_classes)
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
         self._reset_stats()
-        self._closed = False
-        self._backing = self._bind_store(journal, store)
-        self._catch_up()
+        self._journal = None
+        self._journal_closed = False
+        self._shared = None
+        journal, store = self._resolve_store(journal, store)
+        if store is not None:
+            store.open(self._journal_meta())
+            self._shared = store
+            self._catch_up()
+        if journal is not None:
+            self._journal = Journal(journal, self._journal_meta(), self._record_bytes(), legacy_meta=self._settings())
+            try:
+                self._replay(self._journal.records)
+            except BaseException:
+                self._journal.close()
+                raise
+            self._journal.records = []
 
-    def _bind_store(self, journal, store) -> CodebookStore:
-        if journal is not None and store is not None:
-            raise ValueError("pass journal or store, not both (journal=path is short for store=LocalStore(journal=path))")
+    def _resolve_store(self, journal, store):
+        """(journal path or None, shared store or None) from the constructor's journal= and store=."""
         if store is None:
-            store = LocalStore(journal=journal)
-        elif not isinstance(store, CodebookStore):
+            return journal, None
+        if journal is not None:
+            raise ValueError("pass journal or store, not both (journal=path is short for store=LocalStore(journal=path))")
+        if isinstance(store, LocalStore):
+            return store.path, None
+        if not isinstance(store, CodebookStore):
             raise TypeError(f"store must be a modelguard_fast.stores.CodebookStore, got {type(store).__name__}")
-        if store.shared and self.order != "first":
+        if self.order != "first":
             raise ValueError(f"order={self.order!r} cannot use a shared store ({store.describe()}): only "
                              "order='first' answers from a prefix of the shared codebook are globally consistent")
-        store.open(self._store_settings())
-        return store
-
-    def _store_settings(self) -> dict[str, Any]:
-        return {**self._settings(), "sum_tol": self.sum_tol}
+        return None, store
 
     @property
-    def codebook_store(self) -> CodebookStore:
-        """The CodebookStore holding this guard's codebooks."""
-        return self._backing
+    def codebook_store(self) -> CodebookStore | None:
+        """The shared CodebookStore holding this guard's codebooks (None for a local guard)."""
+        return self._shared
 
     # ----------------------------------------------------------------- settings
     def _settings(self) -> dict[str, Any]:
         return {"num_classes": self.num_classes, "eps": self.eps, "order": self.order, "dtype": self.dtype.name}
+
+    def _journal_meta(self) -> dict[str, Any]:
+        """What a journal records: the settings and sum_tol (the tolerance its centroids were checked with)."""
+        return {**self._settings(), "sum_tol": self.sum_tol}
+
+    def _record_bytes(self) -> int:
+        return self.num_classes * self.dtype.itemsize
 
     def __repr__(self) -> str:
         return (f"ModelGuardS(num_classes={self.num_classes}, eps={self.eps}, order={self.order!r}, "
@@ -182,10 +238,7 @@ class ModelGuardS(Defense):
         if self.renormalize:
             _arrays.renormalize_rows(batch, "probs")
         with self._lock:
-            if self._closed:
-                kind = "journal" if isinstance(self._backing, LocalStore) else "store"
-                raise RuntimeError(f"this guard's {kind} was closed; open a new guard on the {kind} "
-                                   f"({self._backing.describe()})")
+            self._check_usable()
             for _ in range(MAX_CONFLICTS):
                 try:
                     if batch.on_cuda:
@@ -196,7 +249,7 @@ class ModelGuardS(Defense):
                 except _Conflict:
                     continue  # the codebooks were caught up: redo the batch on them
             else:
-                raise StoreUnavailable(f"{self._backing.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
+                raise StoreUnavailable(f"{self._shared.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
                                        "in one call (other replicas keep appending to the same classes); "
                                        "retry the call or use smaller batches")
             self._queries += batch.rows
@@ -250,46 +303,88 @@ class ModelGuardS(Defense):
         mirror.refresh(self._store, self._version, device)
         return mirror
 
-    def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
-        """Makes the centroids just appended locally (`rows`, of `classes`, in order) durable in the store.
+    def _check_usable(self) -> None:
+        if self._journal_closed:
+            kind = "journal" if self._shared is None else "store"
+            raise RuntimeError(f"this guard's {kind} was closed; open a new guard on the {kind}")
+        if self._journal is not None and (self._journal._forked or self._journal._pid != os.getpid()):
+            raise JournalError(f"this guard's journal {self._journal.path} belongs to process {self._journal._pid}; "
+                               f"a forked child ({os.getpid()}) cannot use it: open a new guard on another journal")
 
-        On a conflict (another guard appended to one of `classes` first) the
-        local codebooks are cut back, caught up with the store, and _Conflict
-        is raised so that the caller redoes the batch; on any failure they are
-        cut back and the error propagates.
+    def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
+        """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them.
+
+        Undone, with CapacityError, when a class would exceed max_centroids.
         """
         self._changed()
-        counts = np.asarray(self._store.counts(), dtype=np.int64)
-        base = counts - np.bincount(classes, minlength=self.num_classes)
-        records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-                   for c, row in zip(classes, rows)]
         try:
-            acknowledged = self._backing.append(base.tolist(), records)
-        except BaseException:
-            self._store.truncate(base.tolist())
+            counts = np.asarray(self._store.counts(), dtype=np.int64)
+            if self.max_centroids is not None and counts.max(initial=0) > self.max_centroids:
+                full = int(np.argmax(counts > self.max_centroids))
+                raise CapacityError(
+                    f"class {full}'s codebook holds max_centroids={self.max_centroids} centroids; this call "
+                    "would add another, so it was refused and nothing changed (raise max_centroids, or reset)")
+            if self._journal is not None:
+                self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
+            if self._shared is not None:
+                base = counts - np.bincount(classes, minlength=self.num_classes)
+                records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+                           for c, row in zip(classes, rows)]
+                if not self._shared.append(base.tolist(), records):
+                    raise _Conflict
+        except BaseException as err:
+            counts = np.asarray(self._store.counts()) - np.bincount(classes, minlength=self.num_classes)
+            self._store.truncate(counts.tolist())
             self._changed()
+            if isinstance(err, _Conflict):
+                self._catch_up()  # then the caller redoes the batch
             raise
-        if not acknowledged:
-            self._store.truncate(base.tolist())
-            self._changed()
-            self._catch_up()
-            raise _Conflict
+        self._warn_if_full(counts)
 
     def _catch_up(self) -> None:
-        """Appends what the store holds beyond the local codebooks (validated) to them."""
-        self._replay(self._backing.fetch(self._store.counts()))
+        """Appends what the shared store holds beyond the local codebooks (validated) to them."""
+        records = self._shared.fetch(self._store.counts())
+        if not records:
+            return
+        source = self._shared.describe()
+        classes = np.array([k for k, _ in records], dtype=np.int64)
+        if (classes < 0).any() or (classes >= self.num_classes).any() or \
+                any(len(p) != self._record_bytes() for _, p in records):
+            raise StoreError(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
+                             f"{self._record_bytes()} bytes; refusing a corrupted codebook")
+        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype.newbyteorder("<"))
+        rows = rows.astype(self.dtype).reshape(len(records), -1)
+        try:
+            self._check_capacity((np.asarray(self._store.counts()) + np.bincount(
+                classes, minlength=self.num_classes)).tolist(), source)
+            rows = self._checked_centroids(rows, classes, source)
+        except ValueError as err:
+            raise StoreError(f"refusing a corrupted codebook: {err}") from None
+        self._store.append_rows(classes, rows)
+        self._changed()
 
     def refresh(self) -> int:
-        """Fetches the centroids other replicas appended since the last call; returns how many.
+        """Fetches the centroids other replicas appended to the shared store since the last call; returns how many.
 
         Not needed for correctness (a miss fetches them by itself); it makes
         later calls hit locally. Raises StoreUnavailable if the store cannot
-        be reached.
+        be reached; 0 for a local guard.
         """
         with self._lock:
+            if self._shared is None:
+                return 0
             before = self._store.total()
             self._catch_up()
             return int(self._store.total() - before)
+
+    def _warn_if_full(self, counts: np.ndarray) -> None:
+        if self.centroid_warning is None:
+            return
+        for cls in np.flatnonzero(counts >= self.centroid_warning).tolist():
+            if cls not in self._warned:
+                self._warned.add(cls)
+                log.warning("ModelGuardS: class %d's codebook holds %d centroids (warning at %d, max_centroids=%s)",
+                            cls, counts[cls], self.centroid_warning, self.max_centroids)
 
     # ------------------------------------------------------------- inspection
     @property
@@ -325,34 +420,44 @@ class ModelGuardS(Defense):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Settings and codebooks as plain values and numpy arrays."""
+        """Settings and codebooks as plain values and numpy arrays.
+
+        Keys: format_version, num_classes, eps, order, dtype, "centroids"
+        (n, C) in the guard's dtype, class by class, and "counts" (C,) int64.
+        """
         with self._lock:
             codebook, offsets = self._store.pack()
-            return {"format_version": SNAPSHOT_VERSION, **self._settings(),
+            return {"format_version": STATE_VERSION, **self._settings(),
                     "centroids": codebook, "counts": np.diff(offsets)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Replaces the codebooks with those of `state`, whose settings must match this guard's."""
+        """Replaces the codebooks with those of `state`, whose settings must match this guard's.
+
+        Raises ValueError/TypeError (changing nothing) for a state of other
+        settings, malformed codebooks, or more than max_centroids per class.
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         version = state.get("format_version")
-        if version != SNAPSHOT_VERSION:
-            raise ValueError(f"state format_version must be {SNAPSHOT_VERSION}, got {version!r}")
+        if version != STATE_VERSION:
+            raise ValueError(f"state format_version must be {STATE_VERSION}, got {version!r}")
         settings = {k: state.get(k) for k in self._settings()}
         if settings != self._settings():
             raise ValueError(f"state was saved with settings {settings}, this guard has {self._settings()}")
         classes, rows = self._validated_codebooks(state.get("centroids"), state.get("counts"))
         with self._lock:
-            if self._backing.persistent:
-                raise ValueError(f"load_state_dict would bypass the store ({self._backing.describe()}); use "
-                                 "ModelGuardS.load(snapshot, journal=... or store=...) to fill a new one")
+            if self._journal is not None:
+                raise ValueError("load_state_dict would bypass the journal; open a new guard on a new journal "
+                                 "and load the state there")
+            if self._shared is not None:
+                raise ValueError(f"load_state_dict would bypass the shared store ({self._shared.describe()}); use "
+                                 "ModelGuardS.load(snapshot, store=...) to fill a new, empty one")
             store = _store_type(self.dtype)(self.num_classes)
             store.append_rows(classes, rows)
-            self._backing.reset()
-            self._backing.append([0] * self.num_classes, [(int(c), row.tobytes()) for c, row in zip(classes, rows)])
             self._store = store
             self._changed()
             self._reset_stats()
+            self._warned = set()
 
     def _validated_codebooks(self, centroids, counts) -> tuple[np.ndarray, np.ndarray]:
         C = self.num_classes
@@ -364,56 +469,87 @@ class ModelGuardS(Defense):
         if not isinstance(counts, np.ndarray) or counts.shape != (C,) or counts.dtype.kind not in "iu":
             raise ValueError(f"state['counts'] must be an integer array of shape ({C},), got "
                              f"{getattr(counts, 'shape', type(counts).__name__)}")
-        if (counts < 0).any() or int(counts.sum()) != centroids.shape[0]:
+        exact = [int(c) for c in counts.tolist()]  # Python ints: a crafted sum cannot wrap around
+        if min(exact) < 0 or sum(exact) != centroids.shape[0]:
             raise ValueError(f"state['counts'] must be non-negative and sum to {centroids.shape[0]}, got {counts}")
-        classes = np.repeat(np.arange(C, dtype=np.int64), counts.astype(np.int64))
+        self._check_capacity(exact, "state['counts']")
+        classes = np.repeat(np.arange(C, dtype=np.int64), np.asarray(exact, dtype=np.int64))
         return classes, self._checked_centroids(centroids, classes, "state['centroids']")
+
+    def _check_capacity(self, counts: list[int], source: str) -> None:
+        if self.max_centroids is not None and max(counts, default=0) > self.max_centroids:
+            raise ValueError(f"{source} holds {max(counts)} centroids in one class, more than "
+                             f"max_centroids={self.max_centroids}")
 
     def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
         """`rows` as valid probability rows, each stored under its own top-1 class."""
-        rows = np.ascontiguousarray(rows)
+        rows = np.ascontiguousarray(rows).view(self.dtype)  # the canonical dtype object (unpickled arrays lack it)
         top = _check_rows(rows, source, self.sum_tol) if len(rows) else np.empty(0, np.int64)
         if not np.array_equal(top, classes):
             raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
         return rows
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Writes the settings and codebooks atomically to an .npz snapshot (no pickle)."""
+    def save(self, path: str | os.PathLike, key: bytes | None = None) -> None:
+        """Writes the settings and codebooks atomically to an .npz snapshot (no pickle).
+
+        `key` (bytes, >= 16): adds an HMAC-SHA256 that load(..., key=) checks;
+        without it the file carries only an unkeyed SHA-256, which detects
+        accidental corruption, not tampering (see modelguard_fast.persistence.snapshot).
+        A temporary left by a save killed midway is removed by the next save to `path`.
+        """
         state = self.state_dict()
         arrays = {"centroids": state.pop("centroids"), "counts": state.pop("counts")}
         state.pop("format_version")
-        state["sum_tol"] = self.sum_tol
-        state["renormalize"] = self.renormalize
-        write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays)
+        state.update(sum_tol=self.sum_tol, renormalize=self.renormalize, max_centroids=self.max_centroids,
+                     centroid_warning=self.centroid_warning)
+        write_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, state, arrays, key=key)
 
     @classmethod
     def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None,
-             store: CodebookStore | None = None) -> "ModelGuardS":
+             key: bytes | None = None, store: CodebookStore | None = None) -> "ModelGuardS":
         """Reads a snapshot written by save(); refuses corrupted or unknown files.
 
-        With `journal` (a new journal there, which must not exist yet) or
-        `store` (which must be empty), the snapshot's codebooks are recorded
-        in it, with one atomic append, before the guard is returned.
+        Raises SnapshotError for every file that is not a sound snapshot (with
+        `key`, also for one without a valid HMAC), FileNotFoundError for a
+        missing one. With `journal`, the snapshot's codebooks are written to a
+        new journal at that path, which appears complete or not at all
+        (JournalError if the path exists; a load killed midway leaves no
+        journal, so a retry starts afresh).
         """
-        meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION)
-        settings = dict(num_classes=meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
-                        sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False))
-        guard = cls(**settings)
-        guard.load_state_dict({"format_version": meta["format_version"], **guard._settings(), **arrays})
-        if journal is None and store is None:
-            return guard
-        if journal is not None and os.path.exists(journal) and os.path.getsize(journal) > 0:
-            raise ValueError(f"journal {journal} already exists; load() starts a new journal")
-        return guard._copy_into(journal, store)
+        meta, arrays = read_snapshot(path, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, key=key)
+        missing = {"num_classes", "eps", "order", "dtype"} - set(meta)
+        missing |= {"centroids", "counts"} - set(arrays)
+        if missing:
+            raise SnapshotError(f"{path} lacks {sorted(missing)}; it is not a complete ModelGuardS snapshot")
+        C, centroids, counts = meta["num_classes"], arrays["centroids"], arrays["counts"]
+        if centroids.ndim != 2 or counts.shape != (centroids.shape[1],) or C != centroids.shape[1]:
+            raise SnapshotError(f"{path} declares num_classes={C!r} but holds centroids of shape {centroids.shape} "
+                                f"and counts of shape {counts.shape}")
+        try:
+            guard = cls(meta["num_classes"], eps=meta["eps"], order=meta["order"], dtype=meta["dtype"],
+                        sum_tol=meta.get("sum_tol", DEFAULT_SUM_TOL), renormalize=meta.get("renormalize", False),
+                        max_centroids=meta.get("max_centroids"), centroid_warning=meta.get("centroid_warning"))
+            guard.load_state_dict({"format_version": STATE_VERSION, **guard._settings(), **arrays})
+        except (ValueError, TypeError) as err:
+            raise SnapshotError(f"{path} holds invalid settings or codebooks: {err}") from None
+        if journal is not None:
+            state = guard.state_dict()
+            classes = np.repeat(np.arange(guard.num_classes), state["counts"])
+            items = [(int(c), row.tobytes()) for c, row in zip(classes, state["centroids"])]
+            guard._journal = Journal.create(journal, guard._journal_meta(), guard._record_bytes(), items)
+        if store is not None:
+            return guard._copy_into(store)
+        return guard
 
-    def _copy_into(self, journal, store) -> "ModelGuardS":
-        """A guard with this one's settings on `journal` or `store`, which must be empty, filled with this
+    def _copy_into(self, store: CodebookStore) -> "ModelGuardS":
+        """A guard with this one's settings on the shared `store`, which must be empty, filled with this
         guard's codebooks by one atomic append."""
-        bound = type(self)(self.num_classes, eps=self.eps, order=self.order, dtype=self.dtype,
-                           sum_tol=self.sum_tol, renormalize=self.renormalize, journal=journal, store=store)
+        bound = type(self)(self.num_classes, eps=self.eps, order=self.order, dtype=self.dtype, sum_tol=self.sum_tol,
+                           renormalize=self.renormalize, max_centroids=self.max_centroids,
+                           centroid_warning=self.centroid_warning, store=store)
         if bound.num_centroids:
             bound.close()
-            raise ValueError(f"{bound.codebook_store.describe()} already holds {bound.num_centroids} centroids; "
+            raise ValueError(f"{store.describe()} already holds {bound.num_centroids} centroids; "
                              "only an empty store can be filled")
         with self._lock:
             codebook, offsets = self._store.pack()
@@ -423,44 +559,76 @@ class ModelGuardS(Defense):
             bound._commit(codebook, classes)
         except _Conflict:
             bound.close()
-            raise ValueError(f"{bound.codebook_store.describe()} was filled by another guard meanwhile") from None
+            raise ValueError(f"{store.describe()} was filled by another guard meanwhile") from None
         return bound
 
     def reset(self) -> None:
-        """Forgets every centroid and statistic (and empties the journal, if any)."""
+        """Forgets every centroid and statistic (and empties the journal, if any).
+
+        A journal is replaced atomically (its symlink, if it was opened through
+        one, keeps pointing at it). Raises RuntimeError on a closed guard and
+        JournalError when the journal cannot be replaced; the old journal and
+        the codebooks are then unchanged.
+        """
         with self._lock:
-            if self._backing.shared:
-                raise ValueError(f"reset() would change answers other replicas gave from {self._backing.describe()}; "
+            self._check_usable()
+            if self._shared is not None:
+                raise ValueError(f"reset() would change answers other replicas gave from {self._shared.describe()}; "
                                  "a shared codebook is never reset (use a new store name)")
-            self._backing.reset()
+            if self._journal is not None:
+                try:
+                    self._journal.reset(self._journal_meta())
+                finally:
+                    if self._journal.head[0] == 0:  # replaced, even if syncing its folder failed
+                        self._store.clear()
+                        self._changed()
             self._store.clear()
             self._changed()
             self._reset_stats()
+            self._warned = set()
 
     def _replay(self, records: list[tuple[int, bytes]]) -> None:
         if not records:
             return
-        source = self._backing.describe()
-        row_bytes = self.num_classes * self.dtype.itemsize
         classes = np.array([k for k, _ in records], dtype=np.int64)
-        if (classes < 0).any() or (classes >= self.num_classes).any() or any(len(p) != row_bytes for _, p in records):
-            raise StoreError(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
-                             f"{row_bytes} bytes; refusing a corrupted codebook")
-        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype.newbyteorder("<"))
-        rows = rows.astype(self.dtype).reshape(len(records), -1)
-        try:
-            rows = self._checked_centroids(rows, classes, source)
-        except ValueError as err:
-            raise StoreError(f"refusing a corrupted codebook: {err}") from None
-        self._store.append_rows(classes, rows)
+        if classes.max() >= self.num_classes:
+            raise JournalError(f"{self._journal.path} holds a record of class {int(classes.max())}, "
+                               f"but the guard has {self.num_classes} classes")
+        self._check_capacity(np.bincount(classes, minlength=self.num_classes).tolist(), str(self._journal.path))
+        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
+        self._store.append_rows(classes, self._checked_centroids(rows, classes, "the journal"))
         self._changed()
 
     def close(self) -> None:
-        """Closes the store (the journal, if any); a guard whose journal or shared store was closed refuses calls."""
+        """Closes the journal, if any; a guard with a closed journal refuses further calls."""
         with self._lock:
-            self._backing.close()
-            if self._backing.persistent:
-                self._closed = True
+            if self._journal is not None:
+                self._journal.close()
+                self._journal_closed = True
+            if self._shared is not None:
+                self._shared.close()
+                self._journal_closed = True
+
+    # ------------------------------------------------------------------ copies
+    def __getstate__(self) -> dict[str, Any]:
+        if self._shared is not None:
+            raise TypeError(f"a ModelGuardS bound to {self._shared.describe()} cannot be copied or pickled: open "
+                            "another guard on the same store instead")
+        if self._journal is not None:
+            raise TypeError(f"a ModelGuardS bound to journal {self._journal.path} cannot be copied or pickled: two "
+                            "guards would answer from one protection state, each recording only its own centroids; "
+                            "copy its codebooks explicitly with state_dict()/load_state_dict() if that is intended")
+        with self._lock:
+            return {"settings": {"num_classes": self.num_classes, "eps": self.eps, "order": self.order,
+                                 "dtype": self.dtype.name, "sum_tol": self.sum_tol, "renormalize": self.renormalize,
+                                 "max_centroids": self.max_centroids, "centroid_warning": self.centroid_warning},
+                    "state": self.state_dict(),
+                    "stats": (self._queries, self._distortion_sum, self._distortion_max)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["settings"])
+        self.load_state_dict(state["state"])
+        self._queries, self._distortion_sum, self._distortion_max = state["stats"]
 
     def frozen(self) -> "FrozenModelGuardS":
         """A read-only snapshot of the codebooks implementing the attacker's offline map."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from .._validation import DEFAULT_SUM_TOL
 from ..ops.mgw import budgets, check_log_shift, check_margin, check_sum_tol, solve_mgw
+from . import _forksafe
 from .base import Defense
 
 
@@ -60,6 +61,7 @@ class ModelGuardW(Defense):
         self.renormalize = renormalize
         self.preserves_top1 = self.margin > 0
         self._lock = threading.Lock()
+        _forksafe.track(self, threading.Lock)
         self._queries = 0
         self._infeasible = 0
 
@@ -85,6 +87,16 @@ class ModelGuardW(Defense):
     def num_infeasible(self) -> int:
         """Of those, how many had an infeasible LP and were returned unchanged."""
         return self._infeasible
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies (pickle, copy.deepcopy) carry the settings and counters, not the lock."""
+        with self._lock:
+            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        _forksafe.track(self, threading.Lock)
 
     def reset_stats(self) -> None:
         with self._lock:
