@@ -44,7 +44,7 @@ def test_guards_on_one_name_give_one_sequential_order(redis_server):
     for rows, given in zip(calls, answers):
         np.testing.assert_array_equal(given, reference(rows))
     store_rows = RedisStore(redis_server.url, "model")
-    store_rows.open(a._store_settings())
+    store_rows.open(a._journal_meta())
     assert store_rows.counts().tolist() == [len(book) for book in reference.books]
     missing = sum(map(len, reference.books)) - b.num_centroids
     assert missing > 0 and b.refresh() == missing and b.refresh() == 0  # b had not seen a's last appends

@@ -102,7 +102,7 @@ def _import(args) -> int:
             copy.load_state_dict(journaled.state_dict())
         finally:
             journaled.close()
-        guard = copy._copy_into(None, _store(args))
+        guard = copy._copy_into(_store(args))
         source = args.journal
     print(f"imported {guard.num_centroids} centroids from {source} into {args.name!r}")
     guard.close()
