@@ -73,27 +73,47 @@ void bind_codebooks(py::module_& m, const char* name) {
             auto [B, C] = rows_cols(x);
             const T* xp = in_ptr<T>(x, -1, "x");
             T* op = out_ptr<T>(out, B * C, "out");
-            std::vector<int64_t> appended;
             mgf::QuantizeResult r;
             {
               py::gil_scoped_release release;
-              r = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op, &appended);
+              r = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op);
             }
-            return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max,
-                                  appended.empty() ? py::object(py::none()) : py::object(as_array(appended)));
+            // The centroids appended, as the codebooks hold them (never re-read from x).
+            py::object appended = py::none();
+            if (!r.appended.empty()) {
+              const int64_t n = static_cast<int64_t>(r.appended.size());
+              py::array_t<int64_t> classes(n);
+              py::array_t<T> rows({n, C});
+              for (int64_t i = 0; i < n; ++i) {
+                const mgf::Appended& a = r.appended[i];
+                classes.mutable_data()[i] = a.cls;
+                const T* src = cb.class_rows(a.cls).data() + a.index * C;
+                std::copy(src, src + C, rows.mutable_data() + i * C);
+              }
+              appended = py::make_tuple(classes, rows);
+            }
+            return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max, appended);
           },
           py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"))
       .def(
           "settle",
-          [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode,
+          [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode, double sum_tol,
              const std::vector<int64_t>& counts_before, py::array& index, py::array& distance) {
             auto [n, C] = rows_cols(rows);
             const T* rp = in_ptr<T>(rows, -1, "rows");
             const int64_t* tp = in_ptr<int64_t>(top, n, "top");
             int64_t* ip = out_ptr<int64_t>(index, n, "index");
             T* dp = out_ptr<T>(distance, n, "distance");
+            // `rows` is a host copy that nothing else writes; it must still be
+            // what the device checked (a caller may rewrite its tensor meanwhile).
             for (int64_t i = 0; i < n; ++i) {
               if (tp[i] < 0 || tp[i] >= cb.num_classes()) throw std::out_of_range("top: class out of range");
+              int64_t t = -1, col = -1;
+              double value = 0.0;
+              if (mgf::check_probability_row(rp + i * C, C, sum_tol, &t, &col, &value) != mgf::kRowOk || t != tp[i]) {
+                throw std::invalid_argument("probs changed while the call read it (row " + std::to_string(i) +
+                                            " of the rows to settle); pass an array nobody writes during the call");
+              }
             }
             std::vector<int64_t> appended;
             {
@@ -102,18 +122,38 @@ void bind_codebooks(py::module_& m, const char* name) {
             }
             return as_array(appended);
           },
-          py::arg("rows"), py::arg("top"), py::arg("eps"), py::arg("mode"), py::arg("counts_before"),
+          py::arg("rows"), py::arg("top"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("counts_before"),
           py::arg("index"), py::arg("distance"))
+      .def(
+          "search",
+          [](const CB& cb, const py::array& x, const py::array& top, double eps, int32_t mode, py::array& index,
+             py::array& distance) {
+            auto [B, C] = rows_cols(x);
+            if (C != cb.num_classes()) throw std::invalid_argument("x: wrong number of columns");
+            const T* xp = in_ptr<T>(x, -1, "x");
+            const int64_t* tp = in_ptr<int64_t>(top, B, "top");
+            int64_t* ip = out_ptr<int64_t>(index, B, "index");
+            T* dp = out_ptr<T>(distance, B, "distance");
+            if (mode < mgf::kSearchFirst || mode > mgf::kSearchOffline) throw std::invalid_argument("mode: unknown");
+            for (int64_t i = 0; i < B; ++i) {
+              if (tp[i] < 0 || tp[i] >= C) throw std::out_of_range("top: class out of range");
+            }
+            py::gil_scoped_release release;
+            mgf::parallel_for(B, C * 64, [&](int64_t i) {
+              const mgf::SearchHit<T> hit = cb.search(tp[i], xp + i * C, 0, cb.count(tp[i]), static_cast<T>(eps), mode);
+              ip[i] = hit.index;
+              dp[i] = hit.distance;
+            });
+          },
+          py::arg("x"), py::arg("top"), py::arg("eps"), py::arg("mode"), py::arg("index"), py::arg("distance"))
       .def(
           "append_rows",
           [](CB& cb, const py::array& classes, const py::array& rows) {
             auto [n, C] = rows_cols(rows);
             const int64_t* cp = in_ptr<int64_t>(classes, n, "classes");
             const T* rp = in_ptr<T>(rows, -1, "rows");
-            for (int64_t i = 0; i < n; ++i) {
-              if (cp[i] < 0 || cp[i] >= cb.num_classes()) throw std::out_of_range("classes: class out of range");
-            }
-            for (int64_t i = 0; i < n; ++i) cb.append(cp[i], rp + i * C, C);
+            py::gil_scoped_release release;
+            cb.append_rows(cp, rp, n, C);
           },
           py::arg("classes"), py::arg("rows"))
       .def("pack",
@@ -125,14 +165,18 @@ void bind_codebooks(py::module_& m, const char* name) {
            })
       .def(
           "class_rows",
-          [](const CB& cb, int64_t cls) {
+          [](const CB& cb, int64_t cls, int64_t begin, std::optional<int64_t> end) {
             if (cls < 0 || cls >= cb.num_classes()) throw std::out_of_range("class out of range");
-            const auto& rows = cb.class_rows(cls);
-            py::array_t<T> a({cb.count(cls), cb.num_classes()});
-            std::copy(rows.begin(), rows.end(), a.mutable_data());
+            const int64_t stop = end ? *end : cb.count(cls);
+            if (begin < 0 || begin > stop || stop > cb.count(cls)) throw std::out_of_range("rows out of range");
+            const int64_t C = cb.num_classes();
+            const T* rows = cb.class_rows(cls).data();
+            py::array_t<T> a({stop - begin, C});
+            std::copy(rows + begin * C, rows + stop * C, a.mutable_data());
             return a;
           },
-          py::arg("cls"));
+          py::arg("cls"), py::arg("begin") = 0, py::arg("end") = py::none())
+      .def_property_readonly("generation", &CB::generation);
 }
 
 template <typename T>

@@ -16,8 +16,8 @@ namespace {
 bool cuda_built() { return false; }
 int cuda_device_count() { return 0; }
 
-void mgs_search_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, uintptr_t, double, int32_t, uintptr_t,
-                     uintptr_t, uintptr_t, uintptr_t, uintptr_t) {
+void mgs_search_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, uintptr_t, uintptr_t, double, int32_t,
+                     uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t) {
   built_without_cuda();
 }
 

@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <stdexcept>
 
 #include "modelguard_fast/mgs_cpu.h"
@@ -8,21 +10,19 @@ namespace mgf {
 
 template <typename T>
 BatchCheck check_probability_rows(const T* x, int64_t B, int64_t C, double sum_tol, int64_t* top) {
-  std::vector<int32_t> codes(static_cast<size_t>(B), kRowOk);
+  // The first bad row is recorded as it is read, not read again: another
+  // thread may be rewriting x.
+  BatchCheck check;
+  std::mutex bad_mutex;
   parallel_for(B, C, [&](int64_t i) {
     int64_t col = -1;
     double value = 0.0;
-    codes[i] = check_probability_row(x + i * C, C, sum_tol, &top[i], &col, &value);
-  });
-  BatchCheck check;
-  for (int64_t i = 0; i < B; ++i) {
-    if (codes[i] != kRowOk) {
-      int64_t t = 0;
-      check.row = i;
-      check.code = check_probability_row(x + i * C, C, sum_tol, &t, &check.col, &check.value);
-      break;
+    const int32_t code = check_probability_row(x + i * C, C, sum_tol, &top[i], &col, &value);
+    if (code != kRowOk) {
+      std::lock_guard<std::mutex> lock(bad_mutex);
+      if (check.row < 0 || i < check.row) check = BatchCheck{i, code, col, value};
     }
-  }
+  });
   return check;
 }
 
@@ -40,7 +40,8 @@ void search_packed(const T* x, int64_t B, int64_t C, const int64_t* top, const T
 }
 
 template <typename T>
-Codebooks<T>::Codebooks(int64_t num_classes) : rows_(static_cast<size_t>(num_classes)) {
+Codebooks<T>::Codebooks(int64_t num_classes)
+    : rows_(static_cast<size_t>(num_classes)), index_(static_cast<size_t>(num_classes)) {
   if (num_classes < 1) throw std::invalid_argument("num_classes must be >= 1");
 }
 
@@ -68,6 +69,17 @@ void Codebooks<T>::append(int64_t cls, const T* row, int64_t C) {
   if (C != num_classes()) throw std::invalid_argument("centroid has the wrong number of columns");
   if (cls < 0 || cls >= num_classes()) throw std::out_of_range("class index out of range");
   rows_[cls].insert(rows_[cls].end(), row, row + C);
+  index_[cls].update(rows_[cls].data(), count(cls), C);
+}
+
+template <typename T>
+void Codebooks<T>::append_rows(const int64_t* classes, const T* rows, int64_t n, int64_t C) {
+  if (C != num_classes()) throw std::invalid_argument("centroids have the wrong number of columns");
+  for (int64_t i = 0; i < n; ++i) {
+    if (classes[i] < 0 || classes[i] >= num_classes()) throw std::out_of_range("class index out of range");
+  }
+  for (int64_t i = 0; i < n; ++i) rows_[classes[i]].insert(rows_[classes[i]].end(), rows + i * C, rows + i * C + C);
+  for (int64_t t = 0; t < num_classes(); ++t) index_[t].update(rows_[t].data(), count(t), C);
 }
 
 template <typename T>
@@ -76,12 +88,19 @@ void Codebooks<T>::truncate(const std::vector<int64_t>& counts) {
   for (int64_t t = 0; t < num_classes(); ++t) {
     if (counts[t] < 0 || counts[t] > count(t)) throw std::invalid_argument("truncate can only shrink a codebook");
   }
-  for (int64_t t = 0; t < num_classes(); ++t) rows_[t].resize(static_cast<size_t>(counts[t] * num_classes()));
+  ++generation_;
+  for (int64_t t = 0; t < num_classes(); ++t) {
+    rows_[t].resize(static_cast<size_t>(counts[t] * num_classes()));
+    index_[t].truncate(counts[t]);
+    index_[t].update(rows_[t].data(), counts[t], num_classes());
+  }
 }
 
 template <typename T>
 void Codebooks<T>::clear() {
+  ++generation_;
   for (auto& r : rows_) r.clear();
+  for (auto& i : index_) i.clear();
 }
 
 template <typename T>
@@ -107,7 +126,7 @@ void Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t* to
     const int64_t begin = counts_before[t];
     const int64_t end = count(t);
     if (end > begin) {
-      const SearchHit<T> fresh = search_codebook(y, rows_[t].data(), begin, end, C, eps, mode);
+      const SearchHit<T> fresh = search(t, y, begin, end, eps, mode);
       if (fresh.index >= 0 && (index[i] < 0 || fresh.distance < distance[i])) {
         index[i] = fresh.index;
         distance[i] = fresh.distance;
@@ -124,35 +143,50 @@ void Codebooks<T>::settle(const T* rows, int64_t n, int64_t C, const int64_t* to
 
 template <typename T>
 QuantizeResult Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol,
-                                      T* out, std::vector<int64_t>* appended_rows) {
+                                      T* out) {
   if (mode != kSearchFirst && mode != kSearchNearest) throw std::invalid_argument("quantize mode must be first or nearest");
   if (C != num_classes()) throw std::invalid_argument("rows must have num_classes columns");
   QuantizeResult result;
   std::vector<int64_t> top(static_cast<size_t>(B)), index(static_cast<size_t>(B));
   std::vector<T> distance(static_cast<size_t>(B));
-  std::vector<int32_t> codes(static_cast<size_t>(B));
+  if (scratch_.size() < static_cast<size_t>(B * C)) scratch_.resize(static_cast<size_t>(B * C));
+  T* copies = scratch_.data();
   const std::vector<int64_t> before = counts();
+  std::mutex bad_mutex;
+  BatchCheck& bad = result.check;
   // One pass validates each row and searches the codebooks as they stood
   // before the batch; it reads only, so a bad row leaves nothing to undo.
   parallel_for(B, C * 8, [&](int64_t i) {
     const T* y = x + i * C;
+    T* copy = copies + i * C;
+    if (mode == kSearchNearest) {  // every row is settled below: work on a copy from the start
+      std::memcpy(copy, y, sizeof(T) * C);
+      y = copy;
+    }
     int64_t col = -1;
     double value = 0.0;
-    codes[i] = check_probability_row(y, C, sum_tol, &top[i], &col, &value);
-    if (codes[i] != kRowOk) return;
-    const SearchHit<T> hit = search_codebook(y, rows_[top[i]].data(), 0, before[top[i]], C, eps, mode);
+    int32_t code = check_probability_row(y, C, sum_tol, &top[i], &col, &value);
+    SearchHit<T> hit{-1, T(0)};
+    if (code == kRowOk) hit = search(top[i], y, 0, before[top[i]], eps, mode);
+    if (code == kRowOk && hit.index < 0 && y != copy) {
+      // A miss may become a centroid: from here on only a private copy is read.
+      std::memcpy(copy, y, sizeof(T) * C);
+      code = check_probability_row(copy, C, sum_tol, &top[i], &col, &value);
+      if (code == kRowOk) hit = search(top[i], copy, 0, before[top[i]], eps, mode);
+    }
+    if (code != kRowOk) {
+      std::lock_guard<std::mutex> lock(bad_mutex);
+      if (bad.row < 0 || i < bad.row) bad = BatchCheck{i, code, col, value};
+      return;
+    }
     index[i] = hit.index;
     distance[i] = hit.distance;
   });
-  for (int64_t i = 0; i < B; ++i) {
-    if (codes[i] != kRowOk) {
-      int64_t t = 0;
-      result.check.row = i;
-      result.check.code = check_probability_row(x + i * C, C, sum_tol, &t, &result.check.col, &result.check.value);
-      return result;
-    }
-  }
-  settle(x, B, C, top.data(), eps, mode, before, index.data(), distance.data(), appended_rows);
+  if (bad.row >= 0) return result;
+  std::vector<int64_t> appended_rows;
+  settle(copies, B, C, top.data(), eps, mode, before, index.data(), distance.data(), &appended_rows);
+  result.appended.reserve(appended_rows.size());
+  for (const int64_t i : appended_rows) result.appended.push_back(Appended{top[i], index[i]});
   for (int64_t i = 0; i < B; ++i) {
     const T* c = rows_[top[i]].data() + index[i] * C;
     std::copy(c, c + C, out + i * C);

@@ -66,7 +66,8 @@ __device__ int32_t warp_check_row(const T* y, int64_t C, double sum_tol, int lan
 
 template <typename T>
 __global__ void mgs_search_kernel(const T* __restrict__ x, int64_t B, int64_t C, double sum_tol,
-                                  const T* __restrict__ codebook, const int64_t* __restrict__ offsets, T eps,
+                                  const T* __restrict__ codebook, const int64_t* __restrict__ starts,
+                                  const int64_t* __restrict__ ends, T eps,
                                   int32_t mode, int32_t* status, int64_t* top_out, int64_t* index_out,
                                   T* distance_out) {
   const int lane = threadIdx.x % kWarp;
@@ -77,8 +78,8 @@ __global__ void mgs_search_kernel(const T* __restrict__ x, int64_t B, int64_t C,
   const int32_t code = warp_check_row(y, C, sum_tol, lane, &top);
   SearchHit<T> hit{-1, T(0)};
   if (code == kRowOk) {
-    const T* base = codebook + offsets[top] * C;
-    const int64_t n = offsets[top + 1] - offsets[top];
+    const T* base = codebook + starts[top] * C;
+    const int64_t n = ends[top] - starts[top];
     if (mode != kSearchNearest) {
       for (int64_t start = 0; start < n && hit.index < 0; start += kWarp) {
         const int64_t j = start + lane;
@@ -116,13 +117,14 @@ __global__ void mgs_search_kernel(const T* __restrict__ x, int64_t B, int64_t C,
 }
 
 template <typename T>
-void launch_search(uintptr_t x, int64_t B, int64_t C, double sum_tol, uintptr_t codebook, uintptr_t offsets,
-                   double eps, int32_t mode, uintptr_t status, uintptr_t top, uintptr_t index, uintptr_t distance,
-                   cudaStream_t stream) {
+void launch_search(uintptr_t x, int64_t B, int64_t C, double sum_tol, uintptr_t codebook, uintptr_t starts,
+                   uintptr_t ends, double eps, int32_t mode, uintptr_t status, uintptr_t top, uintptr_t index,
+                   uintptr_t distance, cudaStream_t stream) {
   const int64_t blocks = (B + kWarpsPerBlock - 1) / kWarpsPerBlock;
   mgs_search_kernel<T><<<static_cast<unsigned>(blocks), kWarpsPerBlock * kWarp, 0, stream>>>(
       reinterpret_cast<const T*>(x), B, C, sum_tol, reinterpret_cast<const T*>(codebook),
-      reinterpret_cast<const int64_t*>(offsets), static_cast<T>(eps), mode, reinterpret_cast<int32_t*>(status),
+      reinterpret_cast<const int64_t*>(starts), reinterpret_cast<const int64_t*>(ends), static_cast<T>(eps), mode,
+      reinterpret_cast<int32_t*>(status),
       reinterpret_cast<int64_t*>(top), reinterpret_cast<int64_t*>(index), reinterpret_cast<T*>(distance));
   check_cuda(cudaGetLastError(), "mgs_search_kernel launch");
 }
@@ -130,15 +132,15 @@ void launch_search(uintptr_t x, int64_t B, int64_t C, double sum_tol, uintptr_t 
 }  // namespace
 
 void mgs_search_cuda(uintptr_t x, int64_t B, int64_t C, int32_t dtype, double sum_tol, uintptr_t codebook,
-                     uintptr_t offsets, double eps, int32_t mode, uintptr_t status, uintptr_t top, uintptr_t index,
-                     uintptr_t distance, uintptr_t stream) {
+                     uintptr_t starts, uintptr_t ends, double eps, int32_t mode, uintptr_t status, uintptr_t top,
+                     uintptr_t index, uintptr_t distance, uintptr_t stream) {
   if (B == 0) return;
   if (B > int64_t(kWarpsPerBlock) * 0x7fffffff) throw std::invalid_argument("batch too large for one launch");
   auto s = reinterpret_cast<cudaStream_t>(stream);
   if (dtype == 0) {
-    launch_search<float>(x, B, C, sum_tol, codebook, offsets, eps, mode, status, top, index, distance, s);
+    launch_search<float>(x, B, C, sum_tol, codebook, starts, ends, eps, mode, status, top, index, distance, s);
   } else {
-    launch_search<double>(x, B, C, sum_tol, codebook, offsets, eps, mode, status, top, index, distance, s);
+    launch_search<double>(x, B, C, sum_tol, codebook, starts, ends, eps, mode, status, top, index, distance, s);
   }
 }
 

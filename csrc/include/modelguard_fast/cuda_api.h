@@ -14,9 +14,12 @@ int cuda_device_count();
 
 // dtype: 0 = float32, 1 = float64. Per row: status (RowStatus), top-1 class,
 // index of the answer in the class codebook (-1 when none) and its distance
-// (in the input dtype). See mgf::search_packed for the codebook layout.
+// (in the input dtype). Class t's codebook is rows [starts[t], ends[t]) of
+// `codebook` (int64 arrays of C entries): packed codebooks (see
+// mgf::search_packed) pass offsets and offsets + 1; a growing device copy
+// leaves room after each class.
 void mgs_search_cuda(uintptr_t x, int64_t B, int64_t C, int32_t dtype, double sum_tol, uintptr_t codebook,
-                     uintptr_t offsets, double eps, int32_t mode, uintptr_t status, uintptr_t top,
+                     uintptr_t starts, uintptr_t ends, double eps, int32_t mode, uintptr_t status, uintptr_t top,
                      uintptr_t index, uintptr_t distance, uintptr_t stream);
 
 // Partial Bayes matching (see csrc/cuda/bayes.cu). dtype as above, for the

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "modelguard_fast/mgs_index.h"
 #include "modelguard_fast/mgs_search.h"
 
 namespace mgf {
@@ -19,8 +20,15 @@ template <typename T>
 void search_packed(const T* x, int64_t B, int64_t C, const int64_t* top, const T* codebook,
                    const int64_t* offsets, T eps, int32_t mode, int64_t* index, T* distance);
 
+// A centroid a quantize call appended: its class and its index in that class.
+struct Appended {
+  int64_t cls;
+  int64_t index;
+};
+
 struct QuantizeResult {
   BatchCheck check;
+  std::vector<Appended> appended;  // in stream order
   double distortion_sum = 0.0;  // of the batch's answers, in float64
   double distortion_max = 0.0;
 };
@@ -39,16 +47,27 @@ class Codebooks {
 
   // Algorithm 1 over a batch, exactly as if its rows arrived one at a time.
   // Rows are validated first; on an invalid row nothing changes and the check
-  // is returned. Writes the answers to `out` and appends to `appended_rows`
-  // the index of each row that became a centroid, in order.
-  QuantizeResult quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol, T* out,
-                          std::vector<int64_t>* appended_rows);
+  // is returned. Writes the answers to `out` and lists the centroids appended.
+  // `x` may be a caller's buffer that another thread rewrites meanwhile: a row
+  // that can become a centroid is copied, and validated and searched again on
+  // the copy, before anything is derived from it (every row, for the nearest
+  // order), so a centroid is always a row that passed the check, filed under
+  // the top-1 class computed from the same bits.
+  QuantizeResult quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol, T* out);
+
+  // The first-admissible / nearest / offline search of class `cls`'s rows
+  // [begin, end), as search_codebook gives it, in time sublinear in the size
+  // of the codebook (see mgs_index.h).
+  SearchHit<T> search(int64_t cls, const T* y, int64_t begin, int64_t end, T eps, int32_t mode) const {
+    return index_[cls].search(y, rows_[cls].data(), begin, end, num_classes(), eps, mode);
+  }
 
   // The sequential phase of quantize, for rows already searched against the
   // codebooks as they stood before the batch (index -1 where none was within
   // eps). `rows` holds the rows to settle, in stream order. For kSearchFirst
   // only rows with index -1 need passing; kSearchNearest needs every row.
   // Appends to `appended_rows` the index (into `rows`) of each new centroid.
+  // `rows` must be the caller's private memory: centroids are copied from it.
   void settle(const T* rows, int64_t n, int64_t C, const int64_t* top, T eps, int32_t mode,
               const std::vector<int64_t>& counts_before, int64_t* index, T* distance,
               std::vector<int64_t>* appended_rows);
@@ -57,12 +76,20 @@ class Codebooks {
   void pack(T* codebook, int64_t* offsets) const;
 
   void append(int64_t cls, const T* row, int64_t C);
+  // Appends n rows, row i to class classes[i], in order (classes already checked).
+  void append_rows(const int64_t* classes, const T* rows, int64_t n, int64_t C);
   void truncate(const std::vector<int64_t>& counts);
   void clear();
   std::vector<int64_t> counts() const;
+  // Changes whenever rows are removed (truncate, clear): a copy that holds
+  // the first count(t) rows of each class stays valid while it is unchanged.
+  int64_t generation() const { return generation_; }
 
  private:
   std::vector<std::vector<T>> rows_;  // class t: count(t) rows of num_classes() columns
+  std::vector<ClassIndex<T>> index_;  // one per class, over rows_
+  std::vector<T> scratch_;            // quantize's private copies of rows, reused across calls
+  int64_t generation_ = 0;
 };
 
 }  // namespace mgf

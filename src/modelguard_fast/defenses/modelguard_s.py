@@ -72,21 +72,79 @@ def _store_type(dtype: np.dtype):
 
 
 class _DeviceMirror:
-    """Packed copy of the codebooks on one CUDA device, refreshed when they change."""
+    """The codebooks on one CUDA device, grown in place as they grow on the host.
 
-    def __init__(self):
-        self.version = -1
-        self.codebook = None
-        self.offsets = None
-        self.offsets_host = None
+    Class t's rows live in `codebook[starts[t]:starts[t] + capacity[t]]`, its
+    first counts(t) rows uploaded. A refresh uploads only the rows appended
+    since the last one. A class that outgrows its room moves, within the
+    device, to a new room of twice its size at the end of the buffer (which
+    itself doubles when full), so each row is copied O(1) times amortized and
+    a refresh costs the rows appended, not the codebook size. Removing rows
+    (truncate, reset, a new store) starts a fresh copy.
+    """
 
-    def refresh(self, store, version: int, device) -> None:
-        if self.version == version:
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+        self.store = None
+        self.generation = -1
+        self.codebook = None  # (capacity rows, C) tensor on the device
+        self.used = 0  # rows of codebook handed out to classes
+        self.starts_host = None  # int64 (C,): first row of each class's room
+        self.capacity = None  # int64 (C,)
+        self.uploaded = None  # int64 (C,): rows of each class on the device
+        self.starts = self.ends = None  # int64 (C,) device tensors for the kernel
+
+    def refresh(self, store, device) -> None:
+        import torch
+
+        if self.store is not store or self.generation != store.generation:
+            C = store.num_classes
+            self.store, self.generation, self.used = store, store.generation, 0
+            self.codebook = None
+            self.starts_host = np.zeros(C, dtype=np.int64)
+            self.capacity = np.zeros(C, dtype=np.int64)
+            self.uploaded = np.zeros(C, dtype=np.int64)
+            self.starts = None
+        counts = np.asarray(store.counts(), dtype=np.int64)
+        grown = np.flatnonzero(counts != self.uploaded)
+        if self.starts is not None and grown.size == 0:
             return
-        codebook, offsets = store.pack()
-        self.codebook, self.offsets = packed_to_device(codebook, offsets, device)
-        self.offsets_host = offsets
-        self.version = version
+        if self.codebook is None:  # the kernel needs a valid pointer even when nothing is read
+            self._move(0, max(2 * int(counts[0]), 16), device)
+        for t in grown:
+            if counts[t] > self.capacity[t]:
+                self._move(t, max(2 * int(counts[t]), 16), device)
+            rows = torch.from_numpy(store.class_rows(int(t), int(self.uploaded[t]), int(counts[t]))).to(device)
+            begin = int(self.starts_host[t] + self.uploaded[t])
+            self.codebook[begin : begin + rows.shape[0]] = rows
+            self.uploaded[t] = counts[t]
+        self.starts = torch.from_numpy(self.starts_host.copy()).to(device)
+        self.ends = torch.from_numpy(self.starts_host + self.uploaded).to(device)
+
+    def _move(self, t: int, capacity: int, device) -> None:
+        """Gives class t a room of `capacity` rows at the end of the buffer, keeping its uploaded rows."""
+        import torch
+
+        C = len(self.capacity)
+        size = 0 if self.codebook is None else self.codebook.shape[0]
+        if self.used + capacity > size:
+            grown = torch.empty((max(2 * size, self.used + capacity), C), dtype=torch.float32 if self.dtype == np.float32 else torch.float64,
+                                device=device)
+            if self.used:
+                grown[: self.used] = self.codebook[: self.used]
+            self.codebook = grown
+        old, n = int(self.starts_host[t]), int(self.uploaded[t])
+        if n:
+            self.codebook[self.used : self.used + n] = self.codebook[old : old + n].clone()
+        self.starts_host[t] = self.used
+        self.capacity[t] = capacity
+        self.used += capacity
+
+    def rows(self, top: np.ndarray, index: np.ndarray):
+        """The device rows holding centroid index[i] of class top[i], as a device tensor of row numbers."""
+        import torch
+
+        return torch.from_numpy(self.starts_host[top] + index).to(self.codebook.device)
 
 
 class ModelGuardS(Defense):
@@ -264,7 +322,8 @@ class ModelGuardS(Defense):
         if row >= 0:
             raise_row_error("probs", row, code, col, value, self.sum_tol)
         if appended is not None:
-            self._commit(x[appended], x[appended].argmax(axis=1))
+            classes, rows = appended  # as the codebooks hold them: x is never read again
+            self._commit(rows, classes)
         return out, total, largest
 
     def _quantize_cuda(self, x) -> tuple[Any, float, float]:
@@ -273,7 +332,8 @@ class ModelGuardS(Defense):
         B = x.shape[0]
         device = x.device
         mirror = self._mirror(device)
-        top, index, distance = search_cuda(x, mirror.codebook, mirror.offsets, self.eps, self.order, self.sum_tol)
+        top, index, distance = search_cuda(x, mirror.codebook, mirror.starts, mirror.ends, self.eps, self.order,
+                                           self.sum_tol)
         top_h = top.cpu().numpy()
         index_h = index.cpu().numpy()
         distance_h = distance.cpu().numpy()
@@ -287,20 +347,20 @@ class ModelGuardS(Defense):
             sub_top = top_h[pending]
             sub_index = index_h[pending]
             sub_distance = distance_h[pending]
-            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], self._store.counts(),
-                                          sub_index, sub_distance)
+            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], self.sum_tol,
+                                          self._store.counts(), sub_index, sub_distance)
             index_h[pending] = sub_index
             distance_h[pending] = sub_distance
             if appended.size:
                 self._commit(rows[appended], sub_top[appended])
             mirror = self._mirror(device)
-        flat = torch.from_numpy(mirror.offsets_host[top_h] + index_h).to(device)
         distance_h = distance_h.astype(np.float64)
-        return mirror.codebook.index_select(0, flat), float(distance_h.sum()), float(distance_h.max())
+        return (mirror.codebook.index_select(0, mirror.rows(top_h, index_h)), float(distance_h.sum()),
+                float(distance_h.max()))
 
     def _mirror(self, device) -> _DeviceMirror:
-        mirror = self._mirrors.setdefault(str(device), _DeviceMirror())
-        mirror.refresh(self._store, self._version, device)
+        mirror = self._mirrors.setdefault(str(device), _DeviceMirror(self.dtype))
+        mirror.refresh(self._store, device)
         return mirror
 
     def _check_usable(self) -> None:

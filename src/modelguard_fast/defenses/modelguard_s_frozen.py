@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .. import _arrays
-from ..ops.mgs import check_packed, packed_to_device, search_cpu, search_cuda
+from ..ops.mgs import check_packed, indexed_store, packed_to_device, search_cuda, search_indexed
 from .base import Defense
 
 
@@ -34,6 +34,7 @@ class FrozenModelGuardS(Defense):
         self.eps = eps
         self.sum_tol = sum_tol
         self.num_classes = self.codebook.shape[1]
+        self._store = indexed_store(self.codebook, self.offsets)  # CPU search, sublinear in the codebook size
         self._on_device: dict[str, tuple[Any, Any]] = {}
 
     def __repr__(self) -> str:
@@ -41,12 +42,12 @@ class FrozenModelGuardS(Defense):
 
     def _search(self, batch: _arrays.Batch) -> tuple[Any, Any, Any]:
         if not batch.on_cuda:
-            return search_cpu(batch.data, self.codebook, self.offsets, self.eps, "offline", self.sum_tol)
+            return search_indexed(batch.data, self._store, self.eps, "offline", self.sum_tol)
         key = str(batch.data.device)
         if key not in self._on_device:
             self._on_device[key] = packed_to_device(self.codebook, self.offsets, batch.data.device)
         cb, off = self._on_device[key]
-        return search_cuda(batch.data, cb, off, self.eps, "offline", self.sum_tol)
+        return search_cuda(batch.data, cb, off[:-1], off[1:], self.eps, "offline", self.sum_tol)
 
     def assign(self, probs: Any) -> tuple[Any, Any, Any]:
         """(top-1 class, index in that class's codebook or -1, L1 distance) per row."""

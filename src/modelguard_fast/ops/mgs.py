@@ -39,8 +39,33 @@ def search_cpu(x: np.ndarray, codebook: np.ndarray, offsets: np.ndarray, eps: fl
     return top, index, distance
 
 
-def search_cuda(x, codebook, offsets, eps: float, mode: str, sum_tol: float) -> tuple[Any, Any, Any]:
-    """mgs_search on a contiguous CUDA tensor with device-resident packed codebooks."""
+def indexed_store(codebook: np.ndarray, offsets: np.ndarray):
+    """Validated packed codebooks in a compiled store that searches them in sublinear time.
+
+    The store answers exactly as search_cpu does (same index, same distance
+    bits); see csrc/include/modelguard_fast/mgs_index.h.
+    """
+    C = codebook.shape[1]
+    store = (_C.Codebooks32 if codebook.dtype == np.float32 else _C.Codebooks64)(C)
+    store.append_rows(np.repeat(np.arange(C, dtype=np.int64), np.diff(offsets)), codebook)
+    return store
+
+
+def search_indexed(x: np.ndarray, store, eps: float, mode: str, sum_tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """search_cpu against an indexed_store: (top, index, distance) per row of a validated batch."""
+    top = check_probability_rows(x, "probs", sum_tol)
+    index = np.empty(x.shape[0], dtype=np.int64)
+    distance = np.empty(x.shape[0], dtype=x.dtype)
+    store.search(x, top, eps, SEARCH_MODES[mode], index, distance)
+    return top, index, distance
+
+
+def search_cuda(x, codebook, starts, ends, eps: float, mode: str, sum_tol: float) -> tuple[Any, Any, Any]:
+    """mgs_search on a contiguous CUDA tensor with device-resident codebooks.
+
+    Class t's codebook is rows starts[t]:ends[t] of `codebook` (int64 tensors
+    of C entries; for packed codebooks, offsets[:-1] and offsets[1:]).
+    """
     import torch
 
     require_cuda("probs")
@@ -52,7 +77,7 @@ def search_cuda(x, codebook, offsets, eps: float, mode: str, sum_tol: float) -> 
     distance = torch.empty(B, dtype=x.dtype, device=device)
     with torch.cuda.device(device):
         _C.mgs_search_cuda(x.data_ptr(), B, C, 0 if x.dtype == torch.float32 else 1, sum_tol, codebook.data_ptr(),
-                           offsets.data_ptr(), eps, SEARCH_MODES[mode], status.data_ptr(), top.data_ptr(),
+                           starts.data_ptr(), ends.data_ptr(), eps, SEARCH_MODES[mode], status.data_ptr(), top.data_ptr(),
                            index.data_ptr(), distance.data_ptr(), torch.cuda.current_stream(device).cuda_stream)
     bad = torch.nonzero(status).flatten()
     if bad.numel():
@@ -94,4 +119,4 @@ def mgs_search(probs: Any, codebook: np.ndarray, offsets: np.ndarray, eps: float
     if not batch.on_cuda:
         return search_cpu(batch.data, codebook, offsets, eps, mode, sum_tol)
     cb, off = packed_to_device(codebook, offsets, batch.data.device)
-    return search_cuda(batch.data, cb, off, eps, mode, sum_tol)
+    return search_cuda(batch.data, cb, off[:-1], off[1:], eps, mode, sum_tol)

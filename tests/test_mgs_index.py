@@ -1,0 +1,138 @@
+"""The sublinear codebook search (csrc/include/modelguard_fast/mgs_index.h) gives the linear scan's answers.
+
+Every search of the indexed store is compared, index and distance bit for bit,
+with the linear scan of the same codebook (search_packed), and whole streams
+with the numpy reference of Algorithm 1, on codebooks large enough to be
+indexed (more than 256 centroids per class) and on adversarial queries: rows
+at distance exactly eps or one rounding off it, on the faces and corners of
+the index's boxes, exact repeats and ties.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import modelguard_fast as mgf
+from modelguard_fast import _C
+from reference_mgs import ReferenceModelGuardS
+from streams import classifier_like, dirichlet
+
+MODES = {"first": 0, "nearest": 1, "offline": 2}
+
+
+def store_of(codebook, offsets):
+    C = codebook.shape[1]
+    store = (_C.Codebooks32 if codebook.dtype == np.float32 else _C.Codebooks64)(C)
+    store.append_rows(np.repeat(np.arange(C, dtype=np.int64), np.diff(offsets)), codebook)
+    return store
+
+
+def linear_and_indexed(store, queries, top, eps, mode):
+    codebook, offsets = store.pack()
+    B = len(queries)
+    out = []
+    for search in (
+        lambda i, d: (_C.search_packed_f32 if queries.dtype == np.float32 else _C.search_packed_f64)(
+            queries, top, codebook, offsets, eps, MODES[mode], i, d),
+        lambda i, d: store.search(queries, top, eps, MODES[mode], i, d),
+    ):
+        index, distance = np.empty(B, np.int64), np.empty(B, queries.dtype)
+        search(index, distance)
+        out.append((index, distance))
+    return out
+
+
+def adversarial_queries(book, eps, rng, dtype):
+    """Rows near the codebook: centroids, centroids moved by eps (give or take a rounding),
+    mixtures of two centroids' columns (box faces and corners), and random rows."""
+    n, C = book.shape
+    picks = book[rng.integers(0, n, 400)].astype(np.float64)
+    moved = picks.copy()
+    cols = rng.integers(1, C, len(moved))
+    for row, k in zip(moved, cols):  # move eps/2 of mass between two columns: L1 change eps
+        give = min(eps / 2, row[0])
+        row[0] -= give
+        row[k] += give
+    other = book[rng.integers(0, n, 400)].astype(np.float64)
+    mask = rng.random(picks.shape) < 0.5
+    corners = np.where(mask, picks, other)
+    scaled = picks + rng.choice([-1, 1], picks.shape) * rng.choice([0, eps / C, eps / (2 * C)], picks.shape)
+    queries = np.concatenate([picks, moved, corners, np.clip(scaled, 0, None)]).astype(dtype)
+    nudged = queries.copy()
+    nudged[:, 0] = np.nextafter(nudged[:, 0], np.inf if rng.random() < 0.5 else -np.inf)
+    return np.concatenate([queries, nudged, dirichlet(400, C, seed=int(rng.integers(1 << 30)), dtype=dtype)])
+
+
+def served_codebook(C, eps, rows, seed, dtype, order="first"):
+    guard = mgf.ModelGuardS(C, eps=eps, order=order, dtype=dtype)
+    stream = dirichlet(rows, C, seed=seed, alpha=0.3, dtype=dtype)
+    for i in range(0, rows, 2048):
+        guard(stream[i : i + 2048])
+    return guard
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,eps", [(4, 0.02), (12, 0.25)])
+def test_indexed_search_equals_linear_scan_bit_for_bit(C, eps, dtype):
+    guard = served_codebook(C, eps, 8000, seed=C, dtype=dtype)
+    assert guard.centroid_counts.max() > 512  # indexed segments and a tail
+    store = guard._store
+    rng = np.random.default_rng(C)
+    books = [guard.centroids(c) for c in range(C)]
+    big = int(np.argmax(guard.centroid_counts))
+    queries = adversarial_queries(books[big], eps, rng, dtype)
+    top = np.full(len(queries), big, dtype=np.int64)  # searched in the big class whatever their argmax
+    for mode in MODES:
+        for search_eps in (eps, eps / 4, 2 * eps):
+            (li, ld), (ii, idist) = linear_and_indexed(store, queries, top, search_eps, mode)
+            np.testing.assert_array_equal(ii, li, err_msg=f"{mode} eps={search_eps}")
+            np.testing.assert_array_equal(idist.view(np.uint8), ld.view(np.uint8), err_msg=mode)
+            if mode != "offline":
+                assert 0 < (li >= 0).sum() < len(li)  # hits and misses both exercised
+    # Queries at exactly the distance eps (in the kernels' arithmetic) of their answer are found.
+    (li, ld), _ = linear_and_indexed(store, queries, top, eps, "nearest")
+    assert (ld[li >= 0] == dtype(eps)).any() or (ld[li >= 0] > dtype(eps) * 0.999).any()
+
+
+def test_truncated_and_regrown_store_keeps_exact_answers():
+    C, eps = 3, 0.01
+    guard = served_codebook(C, eps, 6000, seed=7, dtype=np.float32)
+    codebook, offsets = guard._store.pack()
+    store = store_of(codebook, offsets)
+    counts = np.diff(offsets)
+    store.truncate([int(c * 0.37) for c in counts])  # cuts through segments
+    store.append_rows(np.zeros(300, np.int64), codebook[offsets[0] + counts[0] - 300 : offsets[0] + counts[0]])
+    queries = dirichlet(2000, C, seed=8)
+    for mode in MODES:
+        (li, ld), (ii, idist) = linear_and_indexed(store, queries, queries.argmax(1), eps * 3, mode)
+        np.testing.assert_array_equal(ii, li)
+        np.testing.assert_array_equal(idist, ld)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    C=st.sampled_from([3, 5, 8]),
+    eps=st.sampled_from([0.01, 0.02, 0.0625, 0.125]) | st.floats(0.01, 0.2),
+    order=st.sampled_from(["first", "nearest"]),
+    grid=st.sampled_from([0, 16, 64]),
+    batch=st.sampled_from([1000, 4096]),
+)
+def test_streams_on_large_codebooks_equal_the_reference(seed, C, eps, order, grid, batch):
+    rng = np.random.default_rng(seed)
+    stream = dirichlet(3000, C, seed=seed, alpha=0.5, dtype=np.float64)
+    if grid:  # values on a grid: exact ties and distances of exactly eps
+        stream = np.round(stream * grid) / grid
+        stream[:, -1] = 1 - stream[:, :-1].sum(axis=1)
+        stream = stream[(stream >= 0).all(axis=1)]
+    stream = stream[rng.permutation(len(stream))].astype(np.float32)
+    stream = np.concatenate([stream, stream[rng.integers(0, len(stream), 300)]])  # exact repeats
+    reference = ReferenceModelGuardS(C, eps, order, np.float32)
+    expected = reference(stream)
+    guard = mgf.ModelGuardS(C, eps=eps, order=order)
+    got = np.concatenate([guard(stream[i : i + batch]) for i in range(0, len(stream), batch)])
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    probe = classifier_like(500, C, seed=seed)
+    offline = np.stack([reference.offline(y) for y in probe])
+    np.testing.assert_array_equal(guard.frozen()(probe), offline)
