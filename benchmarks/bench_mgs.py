@@ -6,16 +6,23 @@ Python loop over rows with torch ops per row and codebooks grown with
 torch.cat. (b): the undefended pass-through (the batch copied out as is).
 Each round serves the whole stream from empty codebooks, so codebook growth
 is included, as in a real deployment.
+
+Below, ModelGuard-S against what bounds it (issue 14): a plain copy of the
+batch, one torch op for a batch-1 call, and its own cost at 1k centroids for a
+class codebook of 100k.
 """
 
 import itertools
 import os
+import statistics
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import modelguard_fast as mgf
+from modelguard_fast import _C
 from conftest import median_seconds, timed
 from streams import classifier_like
 
@@ -114,3 +121,116 @@ def test_mgs_gpu_throughput(benchmark, ratios, C):
     host = x.cpu()
     ratios.add(benchmark.group, "modelguard_fast (cpu)", timed(lambda: guard(host), repeats=3) / batch,
                reference=True)
+
+
+# ----------------------------------------------------------------- against the bounds (issue 14)
+# Each guard call is timed in alternation with the operation that bounds it, so the load of
+# the machine (shared here) falls on both alike; the medians' ratio is recorded against its
+# bound and printed at the end of the run.
+
+
+def alternating(fns, rounds):
+    """Median seconds of each fn over `rounds`, the fns timed in turn within each round."""
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for spent, fn in zip(times, fns):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+@pytest.fixture(params=[1, 0], ids=["1-thread", "all-cores"])
+def threads(request):
+    _C.set_thread_limit(request.param or 1 << 30)
+    yield request.param or _C.max_threads()
+    _C.set_thread_limit(1 << 30)
+
+
+@pytest.mark.parametrize("batch", [256, 4096])
+@pytest.mark.parametrize("C", [10, 100, 256])
+def test_mgs_against_a_copy_of_the_batch(ratios, threads, C, batch):
+    data = classifier_like(STREAM, C, seed=C)
+    guard = mgf.ModelGuardS(C, eps=EPS)
+    guard(data)  # steady state: the codebooks of a served stream
+    x = classifier_like(batch, C, seed=C + 1)
+    guard(x)
+    out = np.empty_like(x)
+    t_guard, t_copy = alternating([lambda: guard(x), lambda: np.copyto(out, x)], rounds=200 if batch == 256 else 40)
+    group = f"mgs vs copy C={C} batch={batch} threads={threads}"
+    ratios.add(group, "modelguard_fast (cpu)", t_guard / batch)
+    ratios.add(group, "np.copyto (read + write)", t_copy / batch, reference=True)
+    ratios.bound(group, "guard / copy", t_guard / t_copy, 2.0 if batch >= 4096 else 3.0)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_mgs_batch1_latency_against_softmax(ratios, kind):
+    C = 10
+    data = classifier_like(STREAM, C, seed=C)
+    guard = mgf.ModelGuardS(C, eps=EPS)
+    guard(data)
+    y = data[123].copy()
+    row = torch.from_numpy(y) if kind == "torch" else y
+    t = torch.from_numpy(y)[None]
+    calls = 200
+
+    def many(fn):
+        return lambda: [fn() for _ in range(calls)]
+
+    t_guard, t_softmax = alternating([many(lambda: guard(row)), many(lambda: torch.softmax(t, dim=-1))], rounds=60)
+    group = f"mgs latency batch=1 C={C} {kind}"
+    ratios.add(group, f"modelguard_fast ({kind})", t_guard / calls, unit="call")
+    ratios.add(group, "torch.softmax of a (1, C) tensor", t_softmax / calls, unit="call", reference=True)
+    if kind == "torch":
+        ratios.bound(group, "guard / torch.softmax", t_guard / t_softmax, 2.0)
+    else:
+        ratios.bound(group, "guard call / 3 us", t_guard / calls / 3e-6, 1.0)
+
+
+def low_rank_rows(n, C, seed, features=4):
+    """Predictions of a classifier whose logits depend on a few input features, all of class 0."""
+    rng = np.random.default_rng(seed)
+    W = np.random.default_rng(1234).normal(size=(features, C))
+    logits = rng.uniform(-2, 2, size=(n, features)) @ W
+    logits[:, 0] = logits.max(axis=1) + rng.uniform(0, 2, n)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def noisy_rows(n, C, seed):
+    """classifier_like rows (independent Gaussian logits), all of class 0."""
+    p = classifier_like(n, C, seed=seed)
+    top = p.argmax(axis=1)
+    p[np.arange(n), top], p[:, 0] = p[:, 0], p[np.arange(n), top].copy()
+    return p
+
+
+@pytest.mark.parametrize("stream", [low_rank_rows, noisy_rows], ids=["low-rank", "noisy"])
+def test_mgs_large_codebook_search(ratios, threads, stream):
+    C, eps, batch = 100, 0.1, 256
+    if threads != 1:
+        pytest.skip("measured single-threaded")
+    per_row = {}
+    for size in (1_000, 100_000):
+        rows = stream(size, C, seed=1)
+        guard = mgf.ModelGuardS(C, eps=eps)
+        counts = np.zeros(C, dtype=np.int64)
+        counts[0] = size
+        guard.load_state_dict({**guard.state_dict(), "centroids": rows, "counts": counts})
+        queries = [stream(batch, C, seed=100 + r) for r in range(6)]
+        codebook, offsets = guard.state_dict()["centroids"], np.array([0, *[size] * C], dtype=np.int64)
+        expected = [mgf.ops.mgs_search(q, codebook, offsets, eps, mode="first")[1] for q in queries]
+        frozen = guard.frozen()
+        for q, index in zip(queries, expected):  # the index gives the linear scan's answers
+            np.testing.assert_array_equal(frozen.assign(q)[1][index >= 0], index[index >= 0])
+        calls = iter(queries)
+        linear = iter(queries)
+        t_guard, t_linear = alternating(
+            [lambda: guard(next(calls)), lambda: mgf.ops.mgs_search(next(linear), codebook, offsets, eps, "first")],
+            rounds=len(queries))
+        per_row[size] = t_guard / batch
+        group = f"mgs large codebook {stream.__name__} C={C} eps={eps} centroids={size}"
+        ratios.add(group, "modelguard_fast (indexed)", t_guard / batch)
+        ratios.add(group, "linear scan (ops.mgs_search)", t_linear / batch, reference=True)
+    ratios.bound(f"mgs large codebook {stream.__name__}", "per row: 100k / 1k centroids",
+                 per_row[100_000] / per_row[1_000], 10.0)

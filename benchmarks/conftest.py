@@ -23,14 +23,24 @@ class Ratios:
     def __init__(self):
         self.groups = defaultdict(dict)
         self.references = {}
+        self.bounds = []
 
     def add(self, group, name, seconds_per_item, unit="row", reference=False):
         self.groups[group][name] = (seconds_per_item, unit)
         if reference:
             self.references[group] = name
 
+    def bound(self, group, what, ratio, bound):
+        """Records a ratio measured in this run against the bound it should stay within."""
+        self.bounds.append((group, what, ratio, bound))
+
     def lines(self):
         out = []
+        if self.bounds:
+            out.append("ratios against their bounds (same run)")
+            for group, what, ratio, bound in self.bounds:
+                verdict = "within" if ratio <= bound else "OVER"
+                out.append(f"    {group:<34} {what:<38} {ratio:8.2f}x  bound {bound:5.1f}x  {verdict}")
         for group, entries in sorted(self.groups.items()):
             ref = self.references.get(group)
             ref_time = entries[ref][0] if ref in entries else None
@@ -70,7 +80,7 @@ def timed(fn, repeats=3, per_call=False):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _RATIOS.groups:
+    if not _RATIOS.groups and not _RATIOS.bounds:
         return
     terminalreporter.section("throughput and ratios (medians, same run)")
     for line in _RATIOS.lines():
@@ -78,4 +88,6 @@ def pytest_terminal_summary(terminalreporter):
     path = Path(".benchmarks")
     path.mkdir(exist_ok=True)
     data = {g: {n: {"seconds_per_item": s, "unit": u} for n, (s, u) in e.items()} for g, e in _RATIOS.groups.items()}
-    (path / "ratios.json").write_text(json.dumps({"groups": data, "references": _RATIOS.references}, indent=2))
+    bounds = [{"group": g, "what": w, "ratio": r, "bound": b} for g, w, r, b in _RATIOS.bounds]
+    (path / "ratios.json").write_text(json.dumps({"groups": data, "references": _RATIOS.references,
+                                                  "bounds": bounds}, indent=2))

@@ -57,6 +57,34 @@ py::array_t<int64_t> as_array(const std::vector<int64_t>& v) {
 
 py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c.code, c.col, c.value); }
 
+// Codebooks::quantize on validated pointers: (check, distortion sum, distortion max,
+// None or (classes, rows) of the centroids appended, as the codebooks hold them).
+template <typename T>
+py::tuple run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, double eps, int32_t mode,
+                       double sum_tol, T* out) {
+  mgf::QuantizeResult r;
+  if (B * C >= 4096 || cb.total() >= 4096) {
+    py::gil_scoped_release release;
+    r = cb.quantize(x, B, C, static_cast<T>(eps), mode, sum_tol, out);
+  } else {  // a small call on small codebooks: releasing the GIL would cost more than it frees
+    r = cb.quantize(x, B, C, static_cast<T>(eps), mode, sum_tol, out);
+  }
+  py::object appended = py::none();
+  if (!r.appended.empty()) {  // never re-read from x, which a caller may be rewriting
+    const int64_t n = static_cast<int64_t>(r.appended.size());
+    py::array_t<int64_t> classes(n);
+    py::array_t<T> rows({n, C});
+    for (int64_t i = 0; i < n; ++i) {
+      const mgf::Appended& a = r.appended[i];
+      classes.mutable_data()[i] = a.cls;
+      const T* src = cb.class_rows(a.cls).data() + a.index * C;
+      std::copy(src, src + C, rows.mutable_data() + i * C);
+    }
+    appended = py::make_tuple(classes, rows);
+  }
+  return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max, appended);
+}
+
 template <typename T>
 void bind_codebooks(py::module_& m, const char* name) {
   using CB = mgf::Codebooks<T>;
@@ -73,28 +101,32 @@ void bind_codebooks(py::module_& m, const char* name) {
             auto [B, C] = rows_cols(x);
             const T* xp = in_ptr<T>(x, -1, "x");
             T* op = out_ptr<T>(out, B * C, "out");
-            mgf::QuantizeResult r;
-            {
-              py::gil_scoped_release release;
-              r = cb.quantize(xp, B, C, static_cast<T>(eps), mode, sum_tol, op);
-            }
-            // The centroids appended, as the codebooks hold them (never re-read from x).
-            py::object appended = py::none();
-            if (!r.appended.empty()) {
-              const int64_t n = static_cast<int64_t>(r.appended.size());
-              py::array_t<int64_t> classes(n);
-              py::array_t<T> rows({n, C});
-              for (int64_t i = 0; i < n; ++i) {
-                const mgf::Appended& a = r.appended[i];
-                classes.mutable_data()[i] = a.cls;
-                const T* src = cb.class_rows(a.cls).data() + a.index * C;
-                std::copy(src, src + C, rows.mutable_data() + i * C);
-              }
-              appended = py::make_tuple(classes, rows);
-            }
-            return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max, appended);
+            return run_quantize(cb, xp, B, C, eps, mode, sum_tol, op);
           },
           py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"))
+      .def(
+          "quantize_array",
+          [](CB& cb, const py::handle& obj, double eps, int32_t mode, double sum_tol) -> py::object {
+            // The common case read in place, without the general conversion layer: a numpy
+            // ndarray (not a subclass) of exactly this dtype, C-contiguous, of shape (C,) or
+            // (B >= 1, C). Anything else gives None (the caller takes the general path).
+            if (Py_TYPE(obj.ptr()) != reinterpret_cast<PyTypeObject*>(py::detail::npy_api::get().PyArray_Type_)) {
+              return py::none();
+            }
+            const auto x = py::reinterpret_borrow<py::array>(obj);
+            const int64_t C = cb.num_classes();
+            const py::ssize_t nd = x.ndim();
+            if (!py::dtype::of<T>().is(x.dtype()) || nd < 1 || nd > 2 || x.shape(nd - 1) != C ||
+                (nd == 2 && x.shape(0) < 1) || !(x.flags() & py::array::c_style)) {
+              return py::none();
+            }
+            const int64_t B = nd == 2 ? x.shape(0) : 1;
+            py::array_t<T> out = nd == 2 ? py::array_t<T>({B, C}) : py::array_t<T>(C);
+            py::tuple r = run_quantize(cb, static_cast<const T*>(x.data()), B, C, eps, mode, sum_tol,
+                                       out.mutable_data());
+            return py::make_tuple(out, r[0], r[1], r[2], r[3]);
+          },
+          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"))
       .def(
           "settle",
           [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode, double sum_tol,
@@ -348,6 +380,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_built", &mgf::cuda_built);
   m.def("cuda_device_count", &mgf::cuda_device_count);
   m.def("max_threads", &mgf::max_threads);
+  m.def("set_thread_limit", &mgf::set_thread_limit, py::arg("threads"));
 
   bind_codebooks<float>(m, "Codebooks32");
   bind_codebooks<double>(m, "Codebooks64");

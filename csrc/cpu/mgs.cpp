@@ -181,15 +181,27 @@ QuantizeResult Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, i
     }
     index[i] = hit.index;
     distance[i] = hit.distance;
+    if (mode == kSearchFirst && hit.index >= 0) {  // final: answer it while the row is in cache
+      const T* c = rows_[top[i]].data() + hit.index * C;
+      std::copy(c, c + C, out + i * C);
+    }
   });
   if (bad.row >= 0) return result;
+  std::vector<int64_t> pending;  // rows whose answer settle gives
+  for (int64_t i = 0; i < B; ++i) {
+    if (mode != kSearchFirst || index[i] < 0) pending.push_back(i);
+  }
   std::vector<int64_t> appended_rows;
-  settle(copies, B, C, top.data(), eps, mode, before, index.data(), distance.data(), &appended_rows);
+  if (!pending.empty()) {
+    settle(copies, B, C, top.data(), eps, mode, before, index.data(), distance.data(), &appended_rows);
+  }
   result.appended.reserve(appended_rows.size());
   for (const int64_t i : appended_rows) result.appended.push_back(Appended{top[i], index[i]});
-  for (int64_t i = 0; i < B; ++i) {
+  for (const int64_t i : pending) {
     const T* c = rows_[top[i]].data() + index[i] * C;
     std::copy(c, c + C, out + i * C);
+  }
+  for (int64_t i = 0; i < B; ++i) {
     const double d = double(distance[i]);
     result.distortion_sum += d;
     if (d > result.distortion_max) result.distortion_max = d;

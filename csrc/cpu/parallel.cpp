@@ -108,7 +108,11 @@ ThreadPool& pool() {
 
 }  // namespace
 
-int max_threads() { return pool().threads(); }
+std::atomic<int> thread_limit{1 << 30};
+
+int max_threads() { return std::min(pool().threads(), thread_limit.load(std::memory_order_relaxed)); }
+
+void set_thread_limit(int threads) { thread_limit.store(std::max(1, threads), std::memory_order_relaxed); }
 
 void run_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& body) {
   pool().run(n, chunk, body);

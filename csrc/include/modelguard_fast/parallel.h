@@ -20,8 +20,11 @@ namespace mgf {
 constexpr int64_t kMinParallelWork = 1 << 15;
 
 // Threads a parallel loop may use, the caller included: MGF_NUM_THREADS, else
-// OMP_NUM_THREADS, else the hardware's count; read once, at first use.
+// OMP_NUM_THREADS, else the hardware's count; read once, at first use. At
+// most the limit set by set_thread_limit (for benchmarks: one thread or all
+// in the same process).
 int max_threads();
+void set_thread_limit(int threads);
 
 // Runs body(begin, end) over chunks of [0, n) on the pool and the calling
 // thread. Runs everything on the caller when the pool is busy with another

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -65,6 +66,23 @@ class _Conflict(Exception):
 
 class CapacityError(RuntimeError):
     """A call would grow a class codebook beyond the guard's max_centroids; nothing was changed."""
+
+
+def _host_view(x: Any) -> np.ndarray | None:
+    """`x` itself if it is a numpy array, the numpy view of a plain CPU tensor, else None.
+
+    What the kernel cannot read in place (see Codebooks.quantize_array) still
+    takes the general path, _arrays.prepare, with its checks and messages.
+    """
+    if type(x) is np.ndarray:
+        return x
+    torch = sys.modules.get("torch")
+    if torch is None or type(x) is not torch.Tensor:
+        return None
+    try:  # refused for tensors off the CPU, requiring grad, sparse, with a negative bit, of other dtypes
+        return x.numpy()
+    except (RuntimeError, TypeError):
+        return None
 
 
 def _store_type(dtype: np.dtype):
@@ -292,41 +310,59 @@ class ModelGuardS(Defense):
     # ------------------------------------------------------------ the defense
     def __call__(self, probs: Any) -> Any:
         """Quantizes predictions; see the class docstring."""
+        view = None if self.renormalize else _host_view(probs)
+        if view is not None:  # the common case, read in place by the kernel (no conversion layer)
+            with self._lock:
+                self._check_usable()
+                out = self._retrying(lambda: self._quantize_in_place(view))
+            if out is not None:
+                return out if view is probs else sys.modules["torch"].from_numpy(out)
         batch = _arrays.prepare(probs, "probs", self.num_classes, self.dtype)
         if self.renormalize:
             _arrays.renormalize_rows(batch, "probs")
         with self._lock:
             self._check_usable()
-            for _ in range(MAX_CONFLICTS):
-                try:
-                    if batch.on_cuda:
-                        out, total, largest = self._quantize_cuda(batch.data)
-                    else:
-                        out, total, largest = self._quantize_cpu(batch.data)
-                    break
-                except _Conflict:
-                    continue  # the codebooks were caught up: redo the batch on them
-            else:
-                raise StoreUnavailable(f"{self._shared.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
-                                       "in one call (other replicas keep appending to the same classes); "
-                                       "retry the call or use smaller batches")
-            self._queries += batch.rows
-            self._distortion_sum += total
-            self._distortion_max = max(self._distortion_max, largest)
+            out = self._retrying(
+                lambda: self._quantize_cuda(batch.data) if batch.on_cuda else self._quantize_cpu(batch.data))
         return _arrays.restore(out, batch)
 
-    def _quantize_cpu(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    def _retrying(self, quantize):
+        """quantize(), redone on the caught-up codebooks after a shared store's compare-and-append conflict."""
+        for _ in range(MAX_CONFLICTS):
+            try:
+                return quantize()
+            except _Conflict:
+                continue  # the codebooks were caught up: redo the batch on them
+        raise StoreUnavailable(f"{self._shared.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
+                               "in one call (other replicas keep appending to the same classes); "
+                               "retry the call or use smaller batches")
+
+    def _quantize_in_place(self, x: np.ndarray) -> np.ndarray | None:
+        """_quantize_cpu on an array the kernel reads as it is; None when it cannot (see _host_view)."""
+        served = self._store.quantize_array(x, self.eps, _MODE[self.order], self.sum_tol)
+        return None if served is None else self._settled(*served)
+
+    def _quantize_cpu(self, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)
-        (row, code, col, value), total, largest, appended = self._store.quantize(
-            x, self.eps, _MODE[self.order], self.sum_tol, out)
+        return self._settled(out, *self._store.quantize(x, self.eps, _MODE[self.order], self.sum_tol, out))
+
+    def _settled(self, out: np.ndarray, check: tuple, total: float, largest: float, appended) -> np.ndarray:
+        """After a CPU quantize: raises for a bad row, else commits the centroids appended and counts the answers."""
+        row, code, col, value = check
         if row >= 0:
             raise_row_error("probs", row, code, col, value, self.sum_tol)
         if appended is not None:
-            classes, rows = appended  # as the codebooks hold them: x is never read again
+            classes, rows = appended  # as the codebooks hold them: the input is never read again
             self._commit(rows, classes)
-        return out, total, largest
+        self._count(out.shape[0] if out.ndim == 2 else 1, total, largest)
+        return out
 
-    def _quantize_cuda(self, x) -> tuple[Any, float, float]:
+    def _count(self, rows: int, total: float, largest: float) -> None:
+        self._queries += rows
+        self._distortion_sum += total
+        self._distortion_max = max(self._distortion_max, largest)
+
+    def _quantize_cuda(self, x) -> Any:
         import torch
 
         B = x.shape[0]
@@ -355,8 +391,8 @@ class ModelGuardS(Defense):
                 self._commit(rows[appended], sub_top[appended])
             mirror = self._mirror(device)
         distance_h = distance_h.astype(np.float64)
-        return (mirror.codebook.index_select(0, mirror.rows(top_h, index_h)), float(distance_h.sum()),
-                float(distance_h.max()))
+        self._count(B, float(distance_h.sum()), float(distance_h.max()))
+        return mirror.codebook.index_select(0, mirror.rows(top_h, index_h))
 
     def _mirror(self, device) -> _DeviceMirror:
         mirror = self._mirrors.setdefault(str(device), _DeviceMirror(self.dtype))
