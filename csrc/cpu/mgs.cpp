@@ -157,22 +157,18 @@ QuantizeResult Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, i
   // One pass validates each row and searches the codebooks as they stood
   // before the batch; it reads only, so a bad row leaves nothing to undo.
   parallel_for(B, C * 8, [&](int64_t i) {
-    const T* y = x + i * C;
-    T* copy = copies + i * C;
-    if (mode == kSearchNearest) {  // every row is settled below: work on a copy from the start
-      std::memcpy(copy, y, sizeof(T) * C);
-      y = copy;
-    }
+    // The row is read once, into a private copy that everything below works on.
+    thread_local std::vector<T> local;
+    if (local.size() < static_cast<size_t>(C)) local.resize(static_cast<size_t>(C));
+    T* copy = mode == kSearchNearest ? copies + i * C : local.data();  // every row is settled in order nearest
+    std::memcpy(copy, x + i * C, sizeof(T) * C);
     int64_t col = -1;
     double value = 0.0;
-    int32_t code = check_probability_row(y, C, sum_tol, &top[i], &col, &value);
+    const int32_t code = check_probability_row(copy, C, sum_tol, &top[i], &col, &value);
     SearchHit<T> hit{-1, T(0)};
-    if (code == kRowOk) hit = search(top[i], y, 0, before[top[i]], eps, mode);
-    if (code == kRowOk && hit.index < 0 && y != copy) {
-      // A miss may become a centroid: from here on only a private copy is read.
-      std::memcpy(copy, y, sizeof(T) * C);
-      code = check_probability_row(copy, C, sum_tol, &top[i], &col, &value);
-      if (code == kRowOk) hit = search(top[i], copy, 0, before[top[i]], eps, mode);
+    if (code == kRowOk) hit = search(top[i], copy, 0, before[top[i]], eps, mode);
+    if (code == kRowOk && hit.index < 0 && mode == kSearchFirst) {
+      std::memcpy(copies + i * C, copy, sizeof(T) * C);  // a miss may become a centroid: settle reads this
     }
     if (code != kRowOk) {
       std::lock_guard<std::mutex> lock(bad_mutex);

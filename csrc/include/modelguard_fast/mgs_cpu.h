@@ -48,11 +48,10 @@ class Codebooks {
   // Algorithm 1 over a batch, exactly as if its rows arrived one at a time.
   // Rows are validated first; on an invalid row nothing changes and the check
   // is returned. Writes the answers to `out` and lists the centroids appended.
-  // `x` may be a caller's buffer that another thread rewrites meanwhile: a row
-  // that can become a centroid is copied, and validated and searched again on
-  // the copy, before anything is derived from it (every row, for the nearest
-  // order), so a centroid is always a row that passed the check, filed under
-  // the top-1 class computed from the same bits.
+  // `x` may be a caller's buffer that another thread rewrites meanwhile: each
+  // row is read once, into a private copy that is validated and searched (and
+  // kept for settling when it missed), so a centroid is always a row that
+  // passed the check, filed under the top-1 class computed from the same bits.
   QuantizeResult quantize(const T* x, int64_t B, int64_t C, T eps, int32_t mode, double sum_tol, T* out);
 
   // The first-admissible / nearest / offline search of class `cls`'s rows
