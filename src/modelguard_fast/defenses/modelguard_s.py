@@ -28,18 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _C
-from .. import _arrays
-from .._validation import (
-    DEFAULT_SUM_TOL,
-    check_probability_rows as _check_rows,
-    choice,
-    eps_value,
-    float_dtype,
-    positive_int,
-    raise_row_error,
-    real_number,
-)
+from .. import _arrays, params
+from .._kernels import C as _C
+from .._validation import choice, float_dtype, positive_int, raise_row_error
+from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
 from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
@@ -94,13 +86,18 @@ class ModelGuardS(Defense):
 
     Args:
         num_classes: number of classes C.
-        eps: L1 distortion budget, in (0, 2].
+        eps: L1 distortion budget, in [0, 2] (modelguard_fast.params says
+            why; 0 merges only identical predictions).
         order: "first" (Algorithm 1, default) or "nearest" (answer with the
             nearest admissible centroid: the paper's leaky ablation).
         dtype: float32 (default) or float64; codebooks are stored and
             distances computed in it.
         sum_tol: rows must sum to 1 within this absolute tolerance.
         renormalize: rescale rows to sum 1 instead of refusing them.
+            Rows are checked in the dtype they come in (see
+            modelguard_fast._arrays.checked); float64 rows whose top-1 class
+            the cast to a float32 guard would change (near-ties) are refused:
+            use dtype="float64" for such predictions.
         journal: path of an append-only journal. Every new centroid is made
             durable there before the answer that uses it is returned; opening
             an existing journal restores the codebooks it records. The
@@ -151,15 +148,11 @@ class ModelGuardS(Defense):
                  journal: str | os.PathLike | None = None, max_centroids: int | None = None,
                  centroid_warning: int | None = None, store: CodebookStore | None = None):
         self.num_classes = positive_int(num_classes, "num_classes")
-        self.eps = eps_value(eps)
+        self.eps = params.eps(eps)
         self.order = choice(order, "order", ORDERS)
         self.dtype = float_dtype(dtype)
-        self.sum_tol = real_number(sum_tol, "sum_tol")
-        if self.sum_tol < 0:
-            raise ValueError(f"sum_tol must be >= 0, got {self.sum_tol}")
-        if not isinstance(renormalize, bool):
-            raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
-        self.renormalize = renormalize
+        self.sum_tol = params.sum_tol(sum_tol)
+        self.renormalize = params.flag(renormalize, "renormalize")
         self.max_centroids = None if max_centroids is None else positive_int(max_centroids, "max_centroids")
         if centroid_warning is None and self.max_centroids is not None:
             centroid_warning = max(1, (4 * self.max_centroids) // 5)
@@ -234,17 +227,16 @@ class ModelGuardS(Defense):
     # ------------------------------------------------------------ the defense
     def __call__(self, probs: Any) -> Any:
         """Quantizes predictions; see the class docstring."""
-        batch = _arrays.prepare(probs, "probs", self.num_classes, self.dtype)
-        if self.renormalize:
-            _arrays.renormalize_rows(batch, "probs")
+        batch = _arrays.checked(probs, "probs", self.num_classes, self.sum_tol, compute_dtype=self.dtype,
+                                renormalize=self.renormalize, kernel_checks=True)
         with self._lock:
             self._check_usable()
             for _ in range(MAX_CONFLICTS):
                 try:
                     if batch.on_cuda:
-                        out, total, largest = self._quantize_cuda(batch.data)
+                        out, total, largest = self._quantize_cuda(batch.data, batch.kernel_sum_tol)
                     else:
-                        out, total, largest = self._quantize_cpu(batch.data)
+                        out, total, largest = self._quantize_cpu(batch.data, batch.kernel_sum_tol)
                     break
                 except _Conflict:
                     continue  # the codebooks were caught up: redo the batch on them
@@ -257,23 +249,24 @@ class ModelGuardS(Defense):
             self._distortion_max = max(self._distortion_max, largest)
         return _arrays.restore(out, batch)
 
-    def _quantize_cpu(self, x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    def _quantize_cpu(self, x: np.ndarray, sum_tol: float) -> tuple[np.ndarray, float, float]:
         out = np.empty_like(x)
         (row, code, col, value), total, largest, appended = self._store.quantize(
-            x, self.eps, _MODE[self.order], self.sum_tol, out)
+            x, self.eps, _MODE[self.order], sum_tol, out)
         if row >= 0:
-            raise_row_error("probs", row, code, col, value, self.sum_tol)
+            raise_row_error("probs", row, code, col, value, sum_tol, renormalize_hint=True)
         if appended is not None:
             self._commit(x[appended], x[appended].argmax(axis=1))
         return out, total, largest
 
-    def _quantize_cuda(self, x) -> tuple[Any, float, float]:
+    def _quantize_cuda(self, x, sum_tol: float) -> tuple[Any, float, float]:
         import torch
 
         B = x.shape[0]
         device = x.device
         mirror = self._mirror(device)
-        top, index, distance = search_cuda(x, mirror.codebook, mirror.offsets, self.eps, self.order, self.sum_tol)
+        top, index, distance = search_cuda(x, mirror.codebook, mirror.offsets, self.eps, self.order, sum_tol,
+                                           renormalize_hint=True)
         top_h = top.cpu().numpy()
         index_h = index.cpu().numpy()
         distance_h = distance.cpu().numpy()
@@ -484,7 +477,7 @@ class ModelGuardS(Defense):
     def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
         """`rows` as valid probability rows, each stored under its own top-1 class."""
         rows = np.ascontiguousarray(rows).view(self.dtype)  # the canonical dtype object (unpickled arrays lack it)
-        top = _check_rows(rows, source, self.sum_tol) if len(rows) else np.empty(0, np.int64)
+        top = _arrays.checked(rows, source, self.num_classes, self.sum_tol).top if len(rows) else np.empty(0, np.int64)
         if not np.array_equal(top, classes):
             raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
         return rows
