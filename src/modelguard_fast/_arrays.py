@@ -305,6 +305,17 @@ def restore(result: Any, batch: Batch) -> Any:
     return result
 
 
+def private_copy(x: Any) -> Any:
+    """A copy of a numpy array or CPU torch tensor (same type, dtype and shape) that no other thread
+    can write to; anything else (CUDA and cupy arrays, or inputs `checked` refuses) unchanged."""
+    if isinstance(x, np.ndarray):
+        return x.copy()
+    torch = _torch()
+    if torch is not None and isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.layout == torch.strided:
+        return x.detach().clone()
+    return x
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """A host numpy copy or view of a numpy array, torch tensor or cupy array (bfloat16 as float32)."""
     kind = _kind(x)

@@ -126,7 +126,10 @@ class ModelGuardS(Defense):
             `store=LocalStore(journal=path)` is the same as `journal=path`.
 
     Calls are thread-safe: concurrent calls are serialised, so every result
-    equals that of some sequential order of the calls. os.fork() waits for
+    equals that of some sequential order of the calls. A CPU input is copied
+    once at the start of a call and only the copy is read, so a caller (or
+    another thread) rewriting the array during the call cannot make the guard
+    file a centroid under a class other than its top-1. os.fork() waits for
     calls in flight and the child gets a fresh lock; in the child a
     journal-bound guard refuses every call (it cannot write its parent's
     journal: open a new guard on another journal there).
@@ -227,6 +230,11 @@ class ModelGuardS(Defense):
     # ------------------------------------------------------------ the defense
     def __call__(self, probs: Any) -> Any:
         """Quantizes predictions; see the class docstring."""
+        # Read the caller's rows once: the kernels release the GIL and read a batch more than
+        # once (check, search, settle, commit), so another thread rewriting the array during
+        # the call could file a centroid under a class that is not its top-1 (issue 12, fault
+        # 9). A private copy of a CPU array is what every later step reads.
+        probs = _arrays.private_copy(probs)
         batch = _arrays.checked(probs, "probs", self.num_classes, self.sum_tol, compute_dtype=self.dtype,
                                 renormalize=self.renormalize, kernel_checks=True)
         with self._lock:
