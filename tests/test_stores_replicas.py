@@ -35,10 +35,10 @@ BIG_POOL = 40000  # large: misses keep coming all along the stream
 class Replica:
     """A redis_worker.py process; its printed lines are gathered by a thread."""
 
-    def __init__(self, server, name, C, eps, seed, rows, dump=None, wait_go=False, pool=POOL):
+    def __init__(self, server, name, C, eps, seed, rows, dump=None, wait_go=False, pool=POOL, repeat=False):
         self.C, self.eps, self.seed, self.rows, self.pool = C, eps, seed, rows, pool
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WORKER.parent), *sys.path]),
-                   MGF_WAIT_GO="1" if wait_go else "0")
+                   MGF_WAIT_GO="1" if wait_go else "0", MGF_REPEAT="1" if repeat else "0")
         args = [sys.executable, str(WORKER), server.url, name, str(C), str(eps), str(seed), str(pool), str(rows)]
         self.proc = subprocess.Popen(args + ([str(dump)] if dump else []), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.PIPE if wait_go else None, env=env)
@@ -250,9 +250,9 @@ def test_sigkilled_replicas_never_change_a_given_answer(redis_server, spawn):
 
 def test_redis_server_sigkilled_and_restarted_on_its_aof(redis_server, spawn):
     C, eps = 10, 0.3
-    # Streams longer than the test: the replicas serve throughout and are stopped at the end.
-    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=400_000, pool=BIG_POOL, wait_go=True)
-                for seed in range(3)]
+    # Endless streams (repeated until killed): the replicas serve throughout and are stopped at the end.
+    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=400_000, pool=BIG_POOL, wait_go=True,
+                      repeat=True) for seed in range(3)]
     for r in replicas:
         r.wait_ready()
     for r in replicas:
