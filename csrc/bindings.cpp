@@ -17,6 +17,7 @@
 #include "modelguard_fast/mgw_cpu.h"
 #include "modelguard_fast/mgw_solver.h"
 #include "modelguard_fast/parallel.h"
+#include "modelguard_fast/rows_cpu.h"
 
 namespace py = pybind11;
 
@@ -225,6 +226,19 @@ py::tuple check_rows(const py::array& x, double sum_tol, py::array& top) {
 }
 
 template <typename T>
+py::tuple check_copy_rows(const py::array& x, double sum_tol, py::array& out) {
+  auto [B, C] = rows_cols(x);
+  const T* xp = in_ptr<T>(x, -1, "x");
+  T* op = out_ptr<T>(out, B * C, "out");
+  mgf::BatchCheck c;
+  {
+    py::gil_scoped_release release;
+    c = mgf::check_copy_rows(xp, B, C, sum_tol, op);
+  }
+  return check_tuple(c);
+}
+
+template <typename T>
 void search_packed(const py::array& x, const py::array& top, const py::array& codebook, const py::array& offsets,
                    double eps, int32_t mode, py::array& index, py::array& distance) {
   auto [B, C] = rows_cols(x);
@@ -361,7 +375,6 @@ void bind_mgw(py::module_& m) {
   m.def("mgw_solve_f64", &mgw_solve<double>, py::arg("x"), py::arg("eps"), py::arg("margin"), py::arg("log_shift"),
         py::arg("sum_tol"), py::arg("out"), py::arg("feasible"), py::arg("simd") = true);
   m.def("mgw_cpu_simd", &mgf::mgw_cpu_simd);
-  m.def("mgw_logs", &mgw_logs, py::arg("values"), py::arg("simd"));
   m.def(
       "mgw_cuda_workspace",
       [](int64_t B, int64_t C) {
@@ -370,7 +383,13 @@ void bind_mgw(py::module_& m) {
       },
       py::arg("B"), py::arg("C"));
   m.def("mgw_solve_cuda", &mgf::mgw_solve_cuda, py::call_guard<py::gil_scoped_release>());
-  m.def("mgw_heap_sort_order", &mgw_heap_sort_order, py::arg("y"));
+}
+
+// Hooks for the tests only (modelguard_fast._C._testing): not part of the package's surface.
+void bind_testing(py::module_& m) {
+  py::module_ t = m.def_submodule("_testing", "Test-only hooks of the kernels; not a public API.");
+  t.def("mgw_heap_sort_order", &mgw_heap_sort_order, py::arg("y"));
+  t.def("mgw_logs", &mgw_logs, py::arg("values"), py::arg("simd"));
 }
 
 }  // namespace
@@ -386,6 +405,9 @@ PYBIND11_MODULE(_C, m) {
   bind_codebooks<double>(m, "Codebooks64");
   m.def("check_rows_f32", &check_rows<float>);
   m.def("check_rows_f64", &check_rows<double>);
+  m.def("check_copy_rows_f32", &check_copy_rows<float>);
+  m.def("check_copy_rows_f64", &check_copy_rows<double>);
+  m.def("check_rows_cuda", &mgf::check_rows_cuda, py::call_guard<py::gil_scoped_release>());
   m.def("search_packed_f32", &search_packed<float>);
   m.def("search_packed_f64", &search_packed<double>);
   m.def("mgs_search_cuda", &mgf::mgs_search_cuda, py::call_guard<py::gil_scoped_release>());
@@ -395,4 +417,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("bayes_isas", &mgf::bayes_isas);
   m.def("bayes_match_cuda", &mgf::bayes_match_cuda, py::call_guard<py::gil_scoped_release>());
   bind_mgw(m);
+  bind_testing(m);
 }

@@ -16,6 +16,10 @@ namespace {
 bool cuda_built() { return false; }
 int cuda_device_count() { return 0; }
 
+void check_rows_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, uintptr_t, uintptr_t) {
+  built_without_cuda();
+}
+
 void mgs_search_cuda(uintptr_t, int64_t, int64_t, int32_t, double, uintptr_t, uintptr_t, uintptr_t, double, int32_t,
                      uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t) {
   built_without_cuda();

@@ -10,7 +10,9 @@ after the guard returned. A batch refused with StoreUnavailable is retried
 (after 20 ms) until answered; each refusal prints "unavailable" to stderr.
 With DUMP, the answers are also saved there (.npy) at the end. With the
 environment variable MGF_WAIT_GO=1 it waits for a line on stdin after "ready"
-(so a test can start many replicas at once and set them going one by one).
+(so a test can start many replicas at once and set them going one by one). With
+MGF_REPEAT=1 it serves its stream again and again (the same answers, later passes throttled)
+until killed.
 """
 
 import hashlib
@@ -39,6 +41,19 @@ def main(url, name, C, eps, seed, pool, rows, dump=None):
     print("ready", flush=True)
     if os.environ.get("MGF_WAIT_GO") == "1":
         sys.stdin.readline()
+    repeat = os.environ.get("MGF_REPEAT") == "1"
+    pause = 0.0
+    while True:
+        serve(guard, predictions, index, sizes, rows, answers, pause)
+        if not repeat:
+            break
+        pause = 0.002  # later passes (all hits) are throttled, so the test is not flooded with lines
+    if dump:
+        np.save(dump, answers)
+
+
+def serve(guard, predictions, index, sizes, rows, answers, pause):
+    """One pass over the worker's stream, sleeping `pause` seconds after each batch."""
     start = 0
     for size in sizes:
         if start >= rows:
@@ -56,8 +71,8 @@ def main(url, name, C, eps, seed, pool, rows, dump=None):
         sys.stdout.write(f"{start} {len(out)} {hashlib.sha256(out.tobytes()).hexdigest()}\n")
         sys.stdout.flush()
         start += len(out)
-    if dump:
-        np.save(dump, answers)
+        if pause:
+            time.sleep(pause)
 
 
 if __name__ == "__main__":

@@ -200,8 +200,8 @@ def test_adaptive_misinformation_query_view():
     ({"beta": 0.1, "gamma": 0}, mgf.ReverseSigmoid, ValueError, "gamma must be > 0, got 0.0"),
     ({"beta": 0.1, "variant": "clip"}, mgf.ReverseSigmoid, ValueError, "variant must be one of 'public', 'art'"),
     ({"logits": "yes"}, mgf.Top1, TypeError, "logits must be a bool, got 'yes'"),
-    ({"num_classes": 0}, mgf.Top1, ValueError, "num_classes must be a positive integer, got 0"),
-    ({"sum_tol": -1}, mgf.NoDefense, ValueError, "sum_tol must be >= 0, got -1.0"),
+    ({"num_classes": 0}, mgf.Top1, ValueError, "num_classes must be a positive integer or None, got 0"),
+    ({"sum_tol": -1}, mgf.NoDefense, ValueError, r"sum_tol must be in \[0, 1\) .*got -1.0"),
 ])
 def test_bad_arguments(kwargs, cls, error, match):
     with pytest.raises(error, match=match):
@@ -299,8 +299,8 @@ BAD_INPUTS = [  # (make, error, match)
     (lambda y: y[None], ValueError, r"probs must be 1-D \(C,\) or 2-D \(B, C\), got shape \(1, 5, 5\)"),
     (lambda y: y[:0], ValueError, r"probs must hold at least one prediction, got an empty batch of shape \(0, 5\)"),
     (lambda y: y.astype(np.int64), TypeError, "probs must have dtype float32 or float64, got int64"),
-    (lambda y: y.astype(np.float16), TypeError, "probs must have dtype float32 or float64, got float16"),
-    (lambda y: torch.from_numpy(y).half(), TypeError, "probs must have dtype float32 or float64, got torch.float16"),
+    (lambda y: y.astype(np.complex64), TypeError, "probs must have dtype float32 or float64, got complex64"),
+    (lambda y: torch.from_numpy(y).to(torch.int32), TypeError, "probs must have dtype float32 or float64, got torch.int32"),
     (lambda y: y.tolist(), TypeError, "probs: expected a numpy array, torch tensor or cupy array, got list"),
 ]
 

@@ -46,8 +46,8 @@ BAD_VALUES = [
     (good_rows().reshape(2, 4, 4), ValueError, r"1-D \(C,\) or 2-D \(B, C\), got shape \(2, 4, 4\)"),
     (np.empty((0, 4), dtype=np.float32), ValueError, r"at least one prediction, got an empty batch"),
     (good_rows().astype(np.int64), TypeError, r"probs must have dtype float32 or float64, got int64"),
-    (good_rows().astype(np.float16), TypeError, r"float32 or float64, got float16"),
-    (torch.ones(3, 4, dtype=torch.bfloat16) / 4, TypeError, r"float32 or float64, got torch.bfloat16"),
+    (good_rows().astype(np.complex128), TypeError, r"float32 or float64, got complex128"),
+    (torch.ones(3, 4, dtype=torch.int64), TypeError, r"float32 or float64, got torch.int64"),
     (good_rows().tolist(), TypeError, r"probs: expected a numpy array, torch tensor or cupy array, got list"),
 ]
 
@@ -69,9 +69,8 @@ def test_bad_row_after_new_centroids_rolls_nothing_in(guard):
 
 
 @pytest.mark.parametrize("eps,error,message", [
-    (0.0, ValueError, r"eps must be in \(0, 2\], got 0.0"),
-    (2.5, ValueError, r"eps must be in \(0, 2\], got 2.5"),
-    (-1, ValueError, r"eps must be in \(0, 2\], got -1.0"),
+    (2.5, ValueError, r"eps must be in \[0, 2\] .*got 2.5"),
+    (-1, ValueError, r"eps must be in \[0, 2\] .*got -1.0"),
     (float("nan"), ValueError, r"eps must be finite, got nan"),
     ("1.0", TypeError, r"eps must be a real number, got '1.0' of type str"),
     (True, TypeError, r"eps must be a real number, got True"),
@@ -87,7 +86,7 @@ def test_bad_eps(eps, error, message):
     ({"num_classes": 2.5}, r"num_classes must be a positive integer, got 2.5"),
     ({"order": "closest"}, r"order must be one of 'first', 'nearest'; got 'closest'"),
     ({"dtype": "float16"}, r"dtype must be float32 or float64, got 'float16'"),
-    ({"sum_tol": -1.0}, r"sum_tol must be >= 0, got -1.0"),
+    ({"sum_tol": -1.0}, r"sum_tol must be in \[0, 1\) .*got -1.0"),
 ])
 def test_bad_settings(kwargs, message):
     args = {"num_classes": 4, **kwargs}
@@ -110,9 +109,9 @@ def test_cuda_input_without_cuda_gives_a_clear_error():
 
 
 def test_device_row_errors_name_the_original_row():
-    from modelguard_fast._validation import ROW_NON_FINITE, raise_for_device_row
+    from modelguard_fast._arrays import raise_for_device_row
 
     x = torch.from_numpy(good_rows())
     x[5, 2] = float("nan")
     with pytest.raises(ValueError, match=r"got nan at row 5, column 2"):
-        raise_for_device_row(x, 5, ROW_NON_FINITE, "probs", 1e-3)
+        raise_for_device_row(x, 5, "probs", 1e-3)

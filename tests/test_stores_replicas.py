@@ -35,16 +35,17 @@ BIG_POOL = 40000  # large: misses keep coming all along the stream
 class Replica:
     """A redis_worker.py process; its printed lines are gathered by a thread."""
 
-    def __init__(self, server, name, C, eps, seed, rows, dump=None, wait_go=False, pool=POOL):
+    def __init__(self, server, name, C, eps, seed, rows, dump=None, wait_go=False, pool=POOL, repeat=False):
         self.C, self.eps, self.seed, self.rows, self.pool = C, eps, seed, rows, pool
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WORKER.parent), *sys.path]),
-                   MGF_WAIT_GO="1" if wait_go else "0")
+                   MGF_WAIT_GO="1" if wait_go else "0", MGF_REPEAT="1" if repeat else "0")
         args = [sys.executable, str(WORKER), server.url, name, str(C), str(eps), str(seed), str(pool), str(rows)]
         self.proc = subprocess.Popen(args + ([str(dump)] if dump else []), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.PIPE if wait_go else None, env=env)
         self.lines: queue.Queue = queue.Queue()
         self.answers: list[tuple[int, int, str]] = []
         self.errors = b""
+        self.ended = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._stderr = threading.Thread(target=self._read_errors, daemon=True)
@@ -62,16 +63,24 @@ class Replica:
         line = self.lines.get(timeout=timeout)
         assert line == b"ready\n", (line, self.proc.wait(), self.errors.decode())
 
-    def drain(self, idle=None):
-        """Collects answered lines; with `idle`, returns once no line came for `idle` seconds."""
-        while True:
+    def drain(self, idle=None, at_most=None):
+        """Collects answered lines until the replica's output ends; with `idle`, returns once no line
+        came for `idle` seconds; with `at_most`, returns after that many seconds."""
+        deadline = None if at_most is None else time.monotonic() + at_most
+        while not self.ended:
+            wait = idle if idle is not None else 120
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return
             try:
-                line = self.lines.get(timeout=idle if idle is not None else 120)
+                line = self.lines.get(timeout=wait)
             except queue.Empty:
-                if idle is not None:
+                if idle is not None or deadline is not None:
                     return
                 raise
             if line is None:
+                self.ended = True  # the output ended: later drains return at once
                 return
             if line.endswith(b"\n") and line != b"ready\n":  # a line cut by a kill was never an answer
                 start, count, digest = line.split()
@@ -209,7 +218,7 @@ def test_sigkilled_replicas_never_change_a_given_answer(redis_server, spawn):
             time.sleep(rng.uniform(0.0, 0.6))
             r.kill()
         else:  # inside the compare-and-append: writes paused, so the replica blocks in the script call
-            r.drain(idle=0.3)
+            r.drain(at_most=0.3)  # what it answered so far (a fast replica may never be quiet for long)
             client.execute_command("CLIENT", "PAUSE", 30000, "WRITE")
             wait_stalled(r, client)
             if i % 2 == 0:  # the append runs, but its reply never reaches the replica
@@ -241,9 +250,9 @@ def test_sigkilled_replicas_never_change_a_given_answer(redis_server, spawn):
 
 def test_redis_server_sigkilled_and_restarted_on_its_aof(redis_server, spawn):
     C, eps = 10, 0.3
-    # Streams longer than the test: the replicas serve throughout and are stopped at the end.
-    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=400_000, pool=BIG_POOL, wait_go=True)
-                for seed in range(3)]
+    # Endless streams (repeated until killed): the replicas serve throughout and are stopped at the end.
+    replicas = [spawn(redis_server, "model", C, eps, seed=seed, rows=400_000, pool=BIG_POOL, wait_go=True,
+                      repeat=True) for seed in range(3)]
     for r in replicas:
         r.wait_ready()
     for r in replicas:

@@ -93,9 +93,9 @@ def test_qpi_ordered_quantization_answers_every_pass_alike(setup, results):
 
 
 def test_bad_arguments_name_the_argument_the_value_and_what_is_allowed(setup, capsys):
-    with pytest.raises(studies.StudyError, match=r"eps_values\[1\] = 3.0 is not allowed; use a number in \(0, 2\]"):
+    with pytest.raises(studies.StudyError, match=r"eps_values\[1\] must be in \[0, 2\] \(an L1 budget .*\), got 3.0"):
         studies.ood_auroc(setup, (0.5, 3.0))
-    with pytest.raises(studies.StudyError, match=r"eps_values = \(\) is not allowed; use a non-empty list"):
+    with pytest.raises(studies.StudyError, match=r"eps_values must be a non-empty sequence of numbers in \[0, 2\], got \(\)"):
         studies.centroid_growth(setup, ())
     with pytest.raises(studies.StudyError, match=r"batch_sizes\[0\] = 0 is not allowed; use an integer >= 1"):
         studies.response_times(setup, batch_sizes=(0,))
@@ -103,7 +103,7 @@ def test_bad_arguments_name_the_argument_the_value_and_what_is_allowed(setup, ca
         studies.ood_auroc(setup, ood="svhn")
     with pytest.raises(studies.StudyError, match=r"budget = 100000 is not allowed; the attacker's pool has \d+"):
         studies.qpi_study(setup, budget=100_000)
-    for argv, message in ((["ood", "--eps", "0.5", "3"], "argument --eps: 3 is not allowed; use a number in (0, 2]"),
+    for argv, message in ((["ood", "--eps", "0.5", "3"], "argument --eps: '3': eps must be in [0, 2]"),
                           (["growth", "--eps"], "argument --eps: expected at least one argument"),
                           (["timing", "--batch-sizes", "0"], "argument --batch-sizes: 0 is not allowed")):
         with pytest.raises(SystemExit) as exit_info:

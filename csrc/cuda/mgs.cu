@@ -28,40 +28,14 @@ __device__ void warp_min_hit(T* d, int64_t* j) {
   *j = __shfl_sync(kFullMask, *j, 0);
 }
 
-// Status and top-1 class of one row, computed by the whole warp.
+// Status and top-1 class of one row: every lane runs check_probability_row,
+// the function of the CPU kernels and of check.cu (the lanes read the same
+// addresses, which the hardware broadcasts), so the verdict is the same bits.
 template <typename T>
-__device__ int32_t warp_check_row(const T* y, int64_t C, double sum_tol, int lane, int64_t* top) {
-  int32_t code = kRowOk;
-  double sum = 0.0;
-  T best = T(-INFINITY);
-  int64_t best_k = C;
-  for (int64_t k = lane; k < C; k += kWarp) {
-    const T v = y[k];
-    if (!is_finite(v)) code = kRowNonFinite;
-    else if (v < T(0) && code == kRowOk) code = kRowNegative;
-    sum += double(v);
-    if (v > best) {
-      best = v;
-      best_k = k;
-    }
-  }
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    const int32_t oc = __shfl_down_sync(kFullMask, code, offset);
-    const double os = __shfl_down_sync(kFullMask, sum, offset);
-    const T ob = __shfl_down_sync(kFullMask, best, offset);
-    const int64_t ok = __shfl_down_sync(kFullMask, best_k, offset);
-    code = (code == kRowNonFinite || oc == kRowNonFinite) ? kRowNonFinite : (code > oc ? code : oc);
-    sum += os;
-    if (ob > best || (ob == best && ok < best_k)) {
-      best = ob;
-      best_k = ok;
-    }
-  }
-  code = __shfl_sync(kFullMask, code, 0);
-  sum = __shfl_sync(kFullMask, sum, 0);
-  *top = __shfl_sync(kFullMask, best_k, 0);
-  if (code == kRowOk && !(abs_value(sum - 1.0) <= sum_tol)) code = kRowBadSum;
-  return code;
+__device__ int32_t warp_check_row(const T* y, int64_t C, double sum_tol, int64_t* top) {
+  int64_t col = -1;
+  double value = 0.0;
+  return check_probability_row(y, C, sum_tol, top, &col, &value);
 }
 
 template <typename T>
@@ -75,7 +49,7 @@ __global__ void mgs_search_kernel(const T* __restrict__ x, int64_t B, int64_t C,
   if (row >= B) return;  // whole warps exit together
   const T* y = x + row * C;
   int64_t top = 0;
-  const int32_t code = warp_check_row(y, C, sum_tol, lane, &top);
+  const int32_t code = warp_check_row(y, C, sum_tol, &top);
   SearchHit<T> hit{-1, T(0)};
   if (code == kRowOk) {
     const T* base = codebook + starts[top] * C;

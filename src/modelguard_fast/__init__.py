@@ -1,7 +1,7 @@
 """modelguard_fast: fast, durable defenses against model extraction, and the attacks that test them."""
 
 from . import attacks, ops, stores
-from ._backend import cuda_available, cuda_built
+from ._backend import available_backends, cuda_available, cuda_built
 from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defenses.base import Defense
@@ -44,6 +44,7 @@ __all__ = [
     "art_defended_classifier",
     "art_postprocessor",
     "attacks",
+    "available_backends",
     "cuda_available",
     "cuda_built",
     "evaluate_utility",

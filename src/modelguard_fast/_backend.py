@@ -1,8 +1,8 @@
-"""Access to the compiled module and to what it was built with."""
+"""What the compiled module was built with, and the backends a user can choose from."""
 
 from __future__ import annotations
 
-from . import _C
+from ._kernels import C as _C
 
 
 def cuda_built() -> bool:
@@ -25,3 +25,39 @@ def require_cuda(what: str) -> None:
         )
     if _C.cuda_device_count() == 0:
         raise RuntimeError(f"{what} is a CUDA array, but no CUDA device is visible to modelguard_fast")
+
+
+#: Every backend name, in order of preference for CPU arrays then CUDA arrays.
+BACKENDS = ("cpu-avx512", "cpu", "cuda")
+
+
+def available_backends() -> tuple[str, ...]:
+    """The kernel backends this build can run here, best first.
+
+    "cpu" (portable C++, always), "cpu-avx512" (the AVX-512 row preparation of
+    ModelGuard-W, when the build has it and this CPU runs it) and "cuda" (a
+    CUDA build with a visible device). Pass one as `backend=` to
+    modelguard_fast.ops.solve_mgw; every backend gives the same bits.
+    """
+    found = []
+    if _C.mgw_cpu_simd():
+        found.append("cpu-avx512")
+    found.append("cpu")
+    if cuda_available():
+        found.append("cuda")
+    return tuple(found)
+
+
+def choose_backend(backend, on_cuda: bool, name: str = "probs") -> str:
+    """The backend to run: `backend` (checked: available, and on the input's device) or the best one."""
+    if backend is None:
+        return "cuda" if on_cuda else available_backends()[0]
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    if (backend == "cuda") != on_cuda:
+        where = "a CUDA array" if on_cuda else "a CPU array"
+        raise ValueError(f"backend={backend!r} cannot run on {name}, which is {where}; move it, or pass "
+                         "backend=None")
+    if backend not in available_backends():
+        raise ValueError(f"backend={backend!r} is not available here; available: {available_backends()}")
+    return backend

@@ -1,5 +1,11 @@
-"""Argument checks shared by the defenses; every error names the argument,
-what was expected and what was received."""
+"""Argument checks shared by the whole package; every error names the argument,
+what was expected and what was received.
+
+The parameters the defenses share (eps, sum_tol, margin, ...) have their rules
+in modelguard_fast.params; the probability-row check itself is the C++
+`check_probability_row` (csrc/include/modelguard_fast/common.h), reached
+through modelguard_fast._arrays.checked.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,6 @@ import numbers
 import numpy as np
 
 ROW_OK, ROW_NON_FINITE, ROW_NEGATIVE, ROW_BAD_SUM = 0, 1, 2, 3
-
-# Rows of a probability batch must sum to 1 within this absolute tolerance
-# (float32 softmax outputs of up to a few thousand classes stay well inside it).
-DEFAULT_SUM_TOL = 1e-3
 
 
 def real_number(value, name: str) -> float:
@@ -25,14 +27,6 @@ def real_number(value, name: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
-
-
-def eps_value(eps, name: str = "eps") -> float:
-    """An L1 budget in (0, 2]: 2 is the largest L1 distance between two distributions."""
-    eps = real_number(eps, name)
-    if not 0.0 < eps <= 2.0:
-        raise ValueError(f"{name} must be in (0, 2], got {eps}")
-    return eps
 
 
 def choice(value, name: str, allowed: tuple[str, ...]) -> str:
@@ -48,7 +42,9 @@ def positive_int(value, name: str) -> int:
 
 
 def float_dtype(value, name: str = "dtype") -> np.dtype:
-    """float32 or float64, given as a numpy dtype, a name or a torch dtype."""
+    """float32 or float64, given as a numpy dtype, a name or a torch dtype (None is refused, not float64)."""
+    if value is None:
+        raise ValueError(f"{name} must be float32 or float64, got None")
     text = str(value).replace("torch.", "")
     if text not in ("float32", "float64"):
         try:
@@ -60,52 +56,21 @@ def float_dtype(value, name: str = "dtype") -> np.dtype:
     raise ValueError(f"{name} must be float32 or float64, got {value!r}")
 
 
-def raise_row_error(name: str, row: int, code: int, col: int, value: float, sum_tol: float) -> None:
-    """Turns a kernel's row check into the matching ValueError."""
+def raise_row_error(name: str, row: int, code: int, col: int, value: float, sum_tol: float,
+                    renormalize_hint: bool = False) -> None:
+    """Turns a row check's result into the matching ValueError.
+
+    `renormalize_hint`: the defense has a renormalize option, which the error
+    for a bad sum then suggests.
+    """
     if code == ROW_NON_FINITE:
         raise ValueError(f"{name} must be finite, got {value} at row {row}, column {col}")
     if code == ROW_NEGATIVE:
         raise ValueError(f"{name} must be non-negative probabilities, got {value} at row {row}, column {col}")
     if code == ROW_BAD_SUM:
-        raise ValueError(
-            f"{name} rows must sum to 1 (within sum_tol={sum_tol}), row {row} sums to {value!r}; "
-            "pass renormalize=True to rescale rows"
-        )
+        hint = "; pass renormalize=True to rescale rows" if renormalize_hint else ""
+        raise ValueError(f"{name} rows must sum to 1 (within sum_tol={sum_tol}), row {row} sums to {value!r}{hint}")
     raise RuntimeError(f"unknown row status {code} for {name} row {row}")
-
-
-def check_probability_rows(x: np.ndarray, name: str, sum_tol: float) -> np.ndarray:
-    """Validates a C-contiguous float32/float64 batch and returns its top-1 classes.
-
-    Raises ValueError naming the first bad row: a non-finite or negative entry,
-    or a row sum farther than sum_tol from 1.
-    """
-    from . import _C
-
-    top = np.empty(x.shape[0], dtype=np.int64)
-    check = _C.check_rows_f32 if x.dtype == np.float32 else _C.check_rows_f64
-    row, code, col, value = check(x, sum_tol, top)
-    if row >= 0:
-        raise_row_error(name, row, code, col, value, sum_tol)
-    return top
-
-
-def raise_for_device_row(x, row: int, code: int, name: str, sum_tol: float) -> None:
-    """Raises the ValueError for row `row` of a CUDA batch `x` that a GPU check flagged with `code`.
-
-    The GPU kernels report only a status per row; the host check of that one
-    row names the column and the value.
-    """
-    from . import _C
-
-    host = np.ascontiguousarray(x[row : row + 1].cpu().numpy())
-    check = _C.check_rows_f32 if host.dtype == np.float32 else _C.check_rows_f64
-    _, host_code, col, value = check(host, sum_tol, np.empty(1, dtype=np.int64))
-    if host_code == ROW_OK:
-        col, value = -1, float("nan")
-    else:
-        code = host_code
-    raise_row_error(name, row, code, col, value, sum_tol)
 
 
 def torch_device(value, name: str = "device"):

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from . import __version__
+from . import __version__, params
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "ModelGuard-S's number of centroids). Shares the cache with `run`.",
     )
     _add_setup_options(sweep)
-    sweep.add_argument("--eps-values", dest="eps_values", type=float, nargs="+", default=list(SWEEP_EPS),
-                       help=f"L1 budgets, each in (0, 2] (default: {' '.join(map(str, SWEEP_EPS))})")
+    sweep.add_argument("--eps-values", dest="eps_values", type=_eps_arg, nargs="+", default=list(SWEEP_EPS),
+                       help=f"L1 budgets, each in [0, 2] (default: {' '.join(map(str, SWEEP_EPS))})")
     sweep.add_argument("--defenses", dest="sweep_defenses", nargs="+", default=list(SWEEP_DEFENSES),
                        help=f"subset of: {' '.join(SWEEP_DEFENSES)} (default: all)")
     sweep.add_argument("--strategies", dest="sweep_strategies", nargs="+", default=list(SWEEP_STRATEGIES),
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", default="digits", choices=["digits", "mnist5k"],
                       help="bundled dataset (default: digits)")
     demo.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.5, 1.0],
-                      help="ModelGuard-S L1 budgets to compare, each in (0, 2] (default: 0.5 1.0)")
+                      help="ModelGuard-S L1 budgets to compare, each in [0, 2] (default: 0.5 1.0)")
     demo.add_argument("--epochs", type=_int_arg(1), default=30,
                       help="training epochs of target and substitutes, >= 1 (default: 30)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data split, models and query order")
@@ -190,13 +190,15 @@ _STUDY_EPILOG = ("Trains (or reads from results/cache) the dataset's target, as 
 
 
 def _eps_arg(text: str) -> float:
+    """An L1 budget from the command line, as modelguard_fast.params.eps rules."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a number in (0, 2]") from None
-    if not 0 < value <= 2:
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; use a number in (0, 2] (an L1 budget)")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; use a number in [0, 2]") from None
+    try:
+        return params.eps(value, "eps")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def _int_arg(minimum: int):
@@ -232,7 +234,7 @@ def _add_study_parsers(sub) -> None:
     timing.add_argument("--batch-sizes", dest="batch_sizes", type=_int_arg(1), nargs="+", default=[1, 256],
                         help="queries per call (default: 1 256)")
     timing.add_argument("--eps", type=_eps_arg, default=1.0,
-                        help="L1 budget of ModelGuard-W, ModelGuard-S and MAD, in (0, 2] (default: 1.0)")
+                        help="L1 budget of ModelGuard-W, ModelGuard-S and MAD, in [0, 2] (default: 1.0)")
     timing.add_argument("--repeats", type=_int_arg(1), default=30,
                         help="timed rounds; each round every defense answers one batch (default: 30)")
     timing.add_argument("--warmup", type=_int_arg(0), default=3,
@@ -249,7 +251,7 @@ def _add_study_parsers(sub) -> None:
         "photograph and elevation map, never seen in training; 'oe-photos', other crops of the photographs "
         "the target's Outlier Exposure trained on (optimistic, for comparison).", _ood)
     ood.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0],
-                     help="L1 budgets, each in (0, 2] (default: 0.25 0.5 ... 2.0)")
+                     help="L1 budgets, each in [0, 2] (default: 0.25 0.5 ... 2.0)")
     ood.add_argument("--ood", default="photos", choices=["photos", "oe-photos"], help="OOD set (default: photos)")
     ood.add_argument("--ood-count", dest="ood_count", type=_int_arg(1), default=1000,
                      help="OOD images (default: 1000)")
@@ -259,7 +261,7 @@ def _add_study_parsers(sub) -> None:
         "Number of ModelGuard-S centroids after each prefix of the KnockoffNets query stream (the "
         "attacker's pool in the seeded order every attack uses), for each eps.", _growth)
     growth.add_argument("--eps", type=_eps_arg, nargs="+", default=[0.5, 1.0, 1.5],
-                        help="L1 budgets, each in (0, 2] (default: 0.5 1.0 1.5)")
+                        help="L1 budgets, each in [0, 2] (default: 0.5 1.0 1.5)")
     growth.add_argument("--checkpoints", type=_int_arg(1), default=20,
                         help="prefix lengths at which the centroids are counted (default: 20)")
     growth.add_argument("--budget", type=_int_arg(0), default=0,
@@ -273,7 +275,7 @@ def _add_study_parsers(sub) -> None:
         "quantization) by KnockoffNets 1-QPI and 2-QPI; reports the predictions changed in the second pass, "
         "the recovery distance on them of the first pass and of the average, and both extraction "
         "accuracies. Finished attacks are cached under results/cache.", _qpi, plot=False)
-    qpi.add_argument("--eps", type=_eps_arg, default=1.0, help="L1 budget of ModelGuard-S, in (0, 2] (default: 1.0)")
+    qpi.add_argument("--eps", type=_eps_arg, default=1.0, help="L1 budget of ModelGuard-S, in [0, 2] (default: 1.0)")
     qpi.add_argument("--budget", type=_int_arg(0), default=0,
                      help="images the attacker queries (default 0: the whole attacker pool)")
     qpi.add_argument("--epochs", type=_int_arg(1), default=None,

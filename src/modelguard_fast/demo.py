@@ -7,7 +7,8 @@ import time
 
 import torch
 
-from ._validation import eps_value, positive_int, torch_device
+from . import params
+from ._validation import positive_int, torch_device
 from .data import load_bundled
 from .defenses.modelguard_s import ModelGuardS
 from .models import SmallCNN
@@ -28,7 +29,7 @@ def run_demo(dataset: str = "digits", eps_values=(0.5, 1.0), epochs: int = 30, s
     a tqdm bar per model trained.
     """
     start = time.perf_counter()
-    eps_values = [eps_value(eps, "eps") for eps in eps_values]
+    eps_values = [params.eps(eps, "eps") for eps in eps_values]
     epochs = positive_int(epochs, "epochs")
     torch_device(device, "device")
     data = load_bundled(dataset, seed=seed)

@@ -52,7 +52,10 @@ class GuardedModel(nn.Module):
     keep training it between calls; calls through one GuardedModel are
     serialised for that switch. The answers are ordinary tensors without
     gradients. The model must return (B, C) for a batch of B queries; anything
-    else is refused with a ValueError before the defense sees it.
+    else is refused with a ValueError before the defense sees it. A model that
+    returns float16 or bfloat16 probabilities (outputs="probs") is answered in
+    float32, its rows held to sum_tol plus the rounding of their dtype (see
+    modelguard_fast.params).
 
     The defense's query model (MAD's surrogate, AM's misinformation model) is
     registered as a submodule, so .to(device) moves it with the target; it
@@ -107,7 +110,9 @@ class GuardedModel(nn.Module):
             raise ValueError(f"model output must have shape (B, C) = ({batch}, num_classes) for a batch of {batch} "
                              f"queries, got shape {tuple(out.shape)}")
         out = out.clone()  # an ordinary tensor, not an inference-mode one
-        return out if out.dtype in (torch.float32, torch.float64) else out.float()
+        # Probabilities computed in half precision stay in it: the defense then allows their sums the
+        # rounding of that dtype (modelguard_fast.params.row_sum_tolerance) and answers in float32.
+        return out
 
     def query_view(self, x: torch.Tensor) -> Optional[Any]:
         """The defense's view of the queries x (MAD, AM), computed in eval and inference mode; None for others."""

@@ -12,6 +12,11 @@ bool cuda_built();
 // Number of visible CUDA devices; 0 when there is no driver or no device.
 int cuda_device_count();
 
+// mgf::check_probability_row over each row of a B x C batch (dtype: 0 = float32,
+// 1 = float64): status (RowStatus) and top-1 class per row. See csrc/cuda/check.cu.
+void check_rows_cuda(uintptr_t x, int64_t B, int64_t C, int32_t dtype, double sum_tol, uintptr_t status,
+                     uintptr_t top, uintptr_t stream);
+
 // dtype: 0 = float32, 1 = float64. Per row: status (RowStatus), top-1 class,
 // index of the answer in the class codebook (-1 when none) and its distance
 // (in the input dtype). Class t's codebook is rows [starts[t], ends[t]) of

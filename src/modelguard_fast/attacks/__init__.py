@@ -21,7 +21,7 @@ __all__ = [
     "BAYES_MEANS", "QUERY_STRATEGIES", "RECOVERY_STRATEGIES",
     "Answers", "AttackConfig", "AttackResult", "BudgetExceededError", "JbdaSettings", "LookupTable",
     "OfflineDefense", "Oracle", "QueryPlan", "Referee", "Restorer", "TrainSettings", "Transcript",
-    "draw_table", "extraction_accuracy", "fidelity", "jbda_tr", "knockoff_indices", "pool_order", "predict",
+    "draw_table", "extraction_accuracy", "fidelity", "jbda_tr", "knockoff_indices", "pool_order",
     "random_crop_flip", "recover", "recovery_distance", "recovery_distances", "restore", "restorer_hidden_sizes",
     "rotated", "run_attack", "shadow_pairs", "targeted_ifgsm", "train_attack_shadows", "train_restorer",
     "train_shadow_models", "train_substitute",

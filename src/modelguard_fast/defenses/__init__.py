@@ -3,10 +3,13 @@
 from .adaptive_misinformation import AdaptiveMisinformation
 from .base import Defense
 from .mad import MAD, random_surrogate
+from .modelguard_s import ModelGuardS
+from .modelguard_s_frozen import FrozenModelGuardS
+from .modelguard_w import ModelGuardW
 from .none import NoDefense
 from .reverse_sigmoid import ReverseSigmoid
 from .rounding import Rounding
 from .top1 import Top1
 
-__all__ = ["AdaptiveMisinformation", "Defense", "MAD", "NoDefense", "ReverseSigmoid", "Rounding", "Top1",
-           "random_surrogate"]
+__all__ = ["AdaptiveMisinformation", "Defense", "FrozenModelGuardS", "MAD", "ModelGuardS", "ModelGuardW", "NoDefense",
+           "ReverseSigmoid", "Rounding", "Top1", "random_surrogate"]

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import DEFAULT_SUM_TOL, real_number
+from .. import params
+from .._validation import real_number
+from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
 from .base import Defense
 
@@ -59,8 +61,8 @@ class AdaptiveMisinformation(Defense):
             raise TypeError("misinformation_model must be a torch.nn.Module or None, got "
                             f"{type(misinformation_model).__name__}")
         self.misinformation_model = misinformation_model
-        self.num_classes = io.optional_classes(num_classes)
-        self.sum_tol = io.sum_tolerance(sum_tol)
+        self.num_classes = params.num_classes(num_classes, optional=True)
+        self.sum_tol = params.sum_tol(sum_tol)
 
     def __repr__(self) -> str:
         return f"AdaptiveMisinformation(tau={self.tau}, nu={self.nu}, num_classes={self.num_classes})"
@@ -78,9 +80,7 @@ class AdaptiveMisinformation(Defense):
 
     def __call__(self, probs: Any, misinformation_probs: Any) -> Any:
         """Defended predictions for `probs`, given the misinformation model's softmax of the same queries."""
-        batch, y = io.tensor_batch(probs, "probs", self.num_classes, np.float64)
-        mis = io.companion(misinformation_probs, "misinformation_probs", batch, y)
-        io.check_probabilities(y, "probs", self.sum_tol)
-        io.check_probabilities(mis, "misinformation_probs", self.sum_tol)
+        batch, y, _ = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
+        mis = io.companion(misinformation_probs, "misinformation_probs", batch, y, self.sum_tol)
         a = torch.sigmoid(self.nu * (self.tau - y.max(dim=1, keepdim=True).values))
         return io.restore((1.0 - a) * y + a * mis, batch)

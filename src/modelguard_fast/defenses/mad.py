@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import DEFAULT_SUM_TOL, choice, eps_value, positive_int
+from .. import params
+from .._validation import choice, positive_int
+from ..params import DEFAULT_SUM_TOL
 from ..ops import mad as mad_ops
 from . import _torch_io as io
 from .base import Defense
@@ -113,7 +115,7 @@ class MAD(Defense):
     GuardedModel does this for you.
 
     Args:
-        eps: L1 budget, in (0, 2] (default 1.0).
+        eps: L1 budget, in [0, 2] (default 1.0; modelguard_fast.params says why).
         oracle: "argmax" (default) or "extreme".
         surrogate: the surrogate model (logits out), used by query_view. See
             MAD.from_target for the paper's randomly initialised copy.
@@ -131,18 +133,18 @@ class MAD(Defense):
     def __init__(self, eps: float = 1.0, oracle: str = "argmax", surrogate: nn.Module | None = None,
                  num_classes: int | None = None, max_evals: int = 1024, exhaustive_max_classes: int = 10,
                  sum_tol: float = DEFAULT_SUM_TOL):
-        self.eps = eps_value(eps)
+        self.eps = params.eps(eps)
         self.oracle = choice(oracle, "oracle", mad_ops.ORACLES)
         if surrogate is not None and not isinstance(surrogate, nn.Module):
             raise TypeError(f"surrogate must be a torch.nn.Module or None, got {type(surrogate).__name__}")
         self.surrogate = surrogate
-        self.num_classes = io.optional_classes(num_classes)
+        self.num_classes = params.num_classes(num_classes, optional=True)
         self.max_evals = positive_int(max_evals, "max_evals")
         self.exhaustive_max_classes = positive_int(exhaustive_max_classes, "exhaustive_max_classes")
         if self.exhaustive_max_classes > MAX_EXHAUSTIVE_CLASSES:
             raise ValueError(f"exhaustive_max_classes must be at most {MAX_EXHAUSTIVE_CLASSES} "
                              f"(2^C vertex sets per row), got {self.exhaustive_max_classes}")
-        self.sum_tol = io.sum_tolerance(sum_tol)
+        self.sum_tol = params.sum_tol(sum_tol)
         self.preserves_top1 = self.oracle == "argmax"
 
     @classmethod
@@ -167,9 +169,7 @@ class MAD(Defense):
 
     def __call__(self, probs: Any, surrogate_probs: Any) -> Any:
         """Perturbed predictions for `probs`, given the surrogate's softmax of the same queries."""
-        batch, y = io.tensor_batch(probs, "probs", self.num_classes, np.float64)
-        p = io.companion(surrogate_probs, "surrogate_probs", batch, y)
-        top = io.check_probabilities(y, "probs", self.sum_tol)
-        io.check_probabilities(p, "surrogate_probs", self.sum_tol)
+        batch, y, top = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
+        p = io.companion(surrogate_probs, "surrogate_probs", batch, y, self.sum_tol)
         targets, _ = mad_ops.mad_targets(p, y, top, self.oracle, self.max_evals, self.exhaustive_max_classes)
         return io.restore(mad_ops.line_search(y, targets, self.eps), batch)

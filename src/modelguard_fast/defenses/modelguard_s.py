@@ -29,18 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _C
-from .. import _arrays
-from .._validation import (
-    DEFAULT_SUM_TOL,
-    check_probability_rows as _check_rows,
-    choice,
-    eps_value,
-    float_dtype,
-    positive_int,
-    raise_row_error,
-    real_number,
-)
+from .. import _arrays, params
+from .._kernels import C as _C
+from .._validation import choice, float_dtype, positive_int, raise_row_error
+from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
 from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
@@ -170,13 +162,18 @@ class ModelGuardS(Defense):
 
     Args:
         num_classes: number of classes C.
-        eps: L1 distortion budget, in (0, 2].
+        eps: L1 distortion budget, in [0, 2] (modelguard_fast.params says
+            why; 0 merges only identical predictions).
         order: "first" (Algorithm 1, default) or "nearest" (answer with the
             nearest admissible centroid: the paper's leaky ablation).
         dtype: float32 (default) or float64; codebooks are stored and
             distances computed in it.
         sum_tol: rows must sum to 1 within this absolute tolerance.
         renormalize: rescale rows to sum 1 instead of refusing them.
+            Rows are checked in the dtype they come in (see
+            modelguard_fast._arrays.checked); float64 rows whose top-1 class
+            the cast to a float32 guard would change (near-ties) are refused:
+            use dtype="float64" for such predictions.
         journal: path of an append-only journal. Every new centroid is made
             durable there before the answer that uses it is returned; opening
             an existing journal restores the codebooks it records. The
@@ -205,7 +202,12 @@ class ModelGuardS(Defense):
             `store=LocalStore(journal=path)` is the same as `journal=path`.
 
     Calls are thread-safe: concurrent calls are serialised, so every result
-    equals that of some sequential order of the calls. os.fork() waits for
+    equals that of some sequential order of the calls. Each row of a CPU input
+    is read once (by the kernel, into a private copy that is checked, searched
+    and filed; inputs that need a cast or renormalisation are copied whole at
+    the start of the call), so a caller (or another thread) rewriting the
+    array during the call cannot make the guard file a centroid under a class
+    other than its top-1. os.fork() waits for
     calls in flight and the child gets a fresh lock; in the child a
     journal-bound guard refuses every call (it cannot write its parent's
     journal: open a new guard on another journal there).
@@ -227,15 +229,11 @@ class ModelGuardS(Defense):
                  journal: str | os.PathLike | None = None, max_centroids: int | None = None,
                  centroid_warning: int | None = None, store: CodebookStore | None = None):
         self.num_classes = positive_int(num_classes, "num_classes")
-        self.eps = eps_value(eps)
+        self.eps = params.eps(eps)
         self.order = choice(order, "order", ORDERS)
         self.dtype = float_dtype(dtype)
-        self.sum_tol = real_number(sum_tol, "sum_tol")
-        if self.sum_tol < 0:
-            raise ValueError(f"sum_tol must be >= 0, got {self.sum_tol}")
-        if not isinstance(renormalize, bool):
-            raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
-        self.renormalize = renormalize
+        self.sum_tol = params.sum_tol(sum_tol)
+        self.renormalize = params.flag(renormalize, "renormalize")
         self.max_centroids = None if max_centroids is None else positive_int(max_centroids, "max_centroids")
         if centroid_warning is None and self.max_centroids is not None:
             centroid_warning = max(1, (4 * self.max_centroids) // 5)
@@ -317,13 +315,19 @@ class ModelGuardS(Defense):
                 out = self._retrying(lambda: self._quantize_in_place(view))
             if out is not None:
                 return out if view is probs else sys.modules["torch"].from_numpy(out)
-        batch = _arrays.prepare(probs, "probs", self.num_classes, self.dtype)
-        if self.renormalize:
-            _arrays.renormalize_rows(batch, "probs")
+        # The general path. The kernel reads each row once (see Codebooks.quantize), but
+        # renormalisation and casts read the caller's rows before it: a private copy of a CPU
+        # array is what every later step reads, so another thread rewriting the array during
+        # the call cannot file a centroid under a class that is not its top-1 (issue 12,
+        # fault 9).
+        probs = _arrays.private_copy(probs)
+        batch = _arrays.checked(probs, "probs", self.num_classes, self.sum_tol, compute_dtype=self.dtype,
+                                renormalize=self.renormalize, kernel_checks=True)
+        tol = batch.kernel_sum_tol
         with self._lock:
             self._check_usable()
-            out = self._retrying(
-                lambda: self._quantize_cuda(batch.data) if batch.on_cuda else self._quantize_cpu(batch.data))
+            out = self._retrying(lambda: self._quantize_cuda(batch.data, tol) if batch.on_cuda
+                                 else self._quantize_cpu(batch.data, tol))
         return _arrays.restore(out, batch)
 
     def _retrying(self, quantize):
@@ -338,19 +342,25 @@ class ModelGuardS(Defense):
                                "retry the call or use smaller batches")
 
     def _quantize_in_place(self, x: np.ndarray) -> np.ndarray | None:
-        """_quantize_cpu on an array the kernel reads as it is; None when it cannot (see _host_view)."""
-        served = self._store.quantize_array(x, self.eps, _MODE[self.order], self.sum_tol)
-        return None if served is None else self._settled(*served)
+        """_quantize_cpu on an array the kernel reads as it is; None when it cannot (see _host_view).
 
-    def _quantize_cpu(self, x: np.ndarray) -> np.ndarray:
+        Such an array is float32 or float64 as the caller gave it, so its rows
+        are held to the tolerance _arrays.checked would give them.
+        """
+        tol = params.row_sum_tolerance(self.sum_tol, x.dtype)
+        served = self._store.quantize_array(x, self.eps, _MODE[self.order], tol)
+        return None if served is None else self._settled(tol, *served)
+
+    def _quantize_cpu(self, x: np.ndarray, sum_tol: float) -> np.ndarray:
         out = np.empty_like(x)
-        return self._settled(out, *self._store.quantize(x, self.eps, _MODE[self.order], self.sum_tol, out))
+        return self._settled(sum_tol, out, *self._store.quantize(x, self.eps, _MODE[self.order], sum_tol, out))
 
-    def _settled(self, out: np.ndarray, check: tuple, total: float, largest: float, appended) -> np.ndarray:
+    def _settled(self, sum_tol: float, out: np.ndarray, check: tuple, total: float, largest: float,
+                 appended) -> np.ndarray:
         """After a CPU quantize: raises for a bad row, else commits the centroids appended and counts the answers."""
         row, code, col, value = check
         if row >= 0:
-            raise_row_error("probs", row, code, col, value, self.sum_tol)
+            raise_row_error("probs", row, code, col, value, sum_tol, renormalize_hint=True)
         if appended is not None:
             classes, rows = appended  # as the codebooks hold them: the input is never read again
             self._commit(rows, classes)
@@ -362,14 +372,14 @@ class ModelGuardS(Defense):
         self._distortion_sum += total
         self._distortion_max = max(self._distortion_max, largest)
 
-    def _quantize_cuda(self, x) -> Any:
+    def _quantize_cuda(self, x, sum_tol: float) -> Any:
         import torch
 
         B = x.shape[0]
         device = x.device
         mirror = self._mirror(device)
         top, index, distance = search_cuda(x, mirror.codebook, mirror.starts, mirror.ends, self.eps, self.order,
-                                           self.sum_tol)
+                                           sum_tol, renormalize_hint=True)
         top_h = top.cpu().numpy()
         index_h = index.cpu().numpy()
         distance_h = distance.cpu().numpy()
@@ -383,7 +393,7 @@ class ModelGuardS(Defense):
             sub_top = top_h[pending]
             sub_index = index_h[pending]
             sub_distance = distance_h[pending]
-            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], self.sum_tol,
+            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], sum_tol,
                                           self._store.counts(), sub_index, sub_distance)
             index_h[pending] = sub_index
             distance_h[pending] = sub_distance
@@ -580,7 +590,7 @@ class ModelGuardS(Defense):
     def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
         """`rows` as valid probability rows, each stored under its own top-1 class."""
         rows = np.ascontiguousarray(rows).view(self.dtype)  # the canonical dtype object (unpickled arrays lack it)
-        top = _check_rows(rows, source, self.sum_tol) if len(rows) else np.empty(0, np.int64)
+        top = _arrays.checked(rows, source, self.num_classes, self.sum_tol).top if len(rows) else np.empty(0, np.int64)
         if not np.array_equal(top, classes):
             raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
         return rows

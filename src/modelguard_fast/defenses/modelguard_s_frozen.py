@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _arrays
+from .. import _arrays, params
 from ..ops.mgs import check_packed, indexed_store, packed_to_device, search_cuda, search_indexed
 from .base import Defense
 
@@ -18,6 +18,16 @@ class FrozenModelGuardS(Defense):
     nearest centroid of that class; nothing is ever inserted. A row whose
     class codebook is empty is returned unchanged (Algorithm 1 would have
     made it that class's first centroid).
+
+    Args:
+        codebook, offsets: packed codebooks (see modelguard_fast.ops.mgs):
+            every centroid a valid probability row, filed under its own top-1
+            class, else ValueError.
+        eps: L1 budget, in [0, 2] (modelguard_fast.params).
+        sum_tol: rows must sum to 1 within this tolerance, in [0, 1).
+
+    float64 rows given to a float32 codebook whose top-1 class the cast
+    would change are refused (as ModelGuardS refuses them).
     """
 
     name = "ModelGuard-S (frozen)"
@@ -26,13 +36,13 @@ class FrozenModelGuardS(Defense):
     discrete_outputs = True
 
     def __init__(self, codebook: np.ndarray, offsets: np.ndarray, eps: float, sum_tol: float):
-        codebook, offsets = check_packed(codebook, offsets)
+        self.eps = params.eps(eps)
+        self.sum_tol = params.sum_tol(sum_tol)
+        codebook, offsets = check_packed(codebook, offsets, self.sum_tol)
         self.codebook = codebook.copy()
         self.offsets = offsets.copy()
         self.codebook.setflags(write=False)
         self.offsets.setflags(write=False)
-        self.eps = eps
-        self.sum_tol = sum_tol
         self.num_classes = self.codebook.shape[1]
         self._store = indexed_store(self.codebook, self.offsets)  # CPU search, sublinear in the codebook size
         self._on_device: dict[str, tuple[Any, Any]] = {}
@@ -40,21 +50,25 @@ class FrozenModelGuardS(Defense):
     def __repr__(self) -> str:
         return f"FrozenModelGuardS(num_classes={self.num_classes}, eps={self.eps}, centroids={len(self.codebook)})"
 
+    def _batch(self, probs: Any) -> _arrays.Batch:
+        return _arrays.checked(probs, "probs", self.num_classes, self.sum_tol, compute_dtype=self.codebook.dtype,
+                               kernel_checks=True)
+
     def _search(self, batch: _arrays.Batch) -> tuple[Any, Any, Any]:
         if not batch.on_cuda:
-            return search_indexed(batch.data, self._store, self.eps, "offline", self.sum_tol)
+            return search_indexed(batch.data, self._store, self.eps, "offline", batch.kernel_sum_tol, batch.top)
         key = str(batch.data.device)
         if key not in self._on_device:
             self._on_device[key] = packed_to_device(self.codebook, self.offsets, batch.data.device)
         cb, off = self._on_device[key]
-        return search_cuda(batch.data, cb, off[:-1], off[1:], self.eps, "offline", self.sum_tol)
+        return search_cuda(batch.data, cb, off[:-1], off[1:], self.eps, "offline", batch.kernel_sum_tol)
 
     def assign(self, probs: Any) -> tuple[Any, Any, Any]:
         """(top-1 class, index in that class's codebook or -1, L1 distance) per row."""
-        return self._search(_arrays.prepare(probs, "probs", self.num_classes, self.codebook.dtype))
+        return self._search(self._batch(probs))
 
     def __call__(self, probs: Any) -> Any:
-        batch = _arrays.prepare(probs, "probs", self.num_classes, self.codebook.dtype)
+        batch = self._batch(probs)
         top, index, _ = self._search(batch)
         if batch.on_cuda:
             cb, off = self._on_device[str(batch.data.device)]

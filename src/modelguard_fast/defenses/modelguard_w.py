@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .._validation import DEFAULT_SUM_TOL
-from ..ops.mgw import budgets, check_log_shift, check_margin, check_sum_tol, solve_mgw
+from .. import params
+from ..ops.mgw import budgets, solve_mgw
+from ..params import DEFAULT_SUM_TOL
 from . import _forksafe
 from .base import Defense
 
@@ -21,7 +22,7 @@ class ModelGuardW(Defense):
     solved exactly per row (see modelguard_fast.ops.solve_mgw).
 
     Args:
-        eps: L1 budget, a real >= 0 (2 or more never binds).
+        eps: L1 budget, in [0, 2] (modelguard_fast.params says why).
         margin: the top-1 class beats every other class by at least this, in [0, 1).
         log_shift: added to y inside the log, > 0.
         sum_tol: rows must sum to 1 within this absolute tolerance.
@@ -53,12 +54,10 @@ class ModelGuardW(Defense):
             raise TypeError(f"eps must be a single real number for a defense, got {eps!r} "
                             "(use modelguard_fast.ops.solve_mgw for a sweep over budgets)")
         self.eps = float(values[0])
-        self.margin = check_margin(margin)
-        self.log_shift = check_log_shift(log_shift)
-        self.sum_tol = check_sum_tol(sum_tol)
-        if not isinstance(renormalize, bool):
-            raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
-        self.renormalize = renormalize
+        self.margin = params.margin(margin)
+        self.log_shift = params.log_shift(log_shift)
+        self.sum_tol = params.sum_tol(sum_tol)
+        self.renormalize = params.flag(renormalize, "renormalize")
         self.preserves_top1 = self.margin > 0
         self._lock = threading.Lock()
         _forksafe.track(self, threading.Lock)

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import DEFAULT_SUM_TOL, choice, real_number
+from .. import params
+from .._validation import choice, real_number
+from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
 from .base import Defense
 
@@ -58,8 +60,8 @@ class ReverseSigmoid(Defense):
         if self.gamma <= 0:
             raise ValueError(f"gamma must be > 0, got {self.gamma}")
         self.variant = choice(variant, "variant", VARIANTS)
-        self.num_classes = io.optional_classes(num_classes)
-        self.sum_tol = io.sum_tolerance(sum_tol)
+        self.num_classes = params.num_classes(num_classes, optional=True)
+        self.sum_tol = params.sum_tol(sum_tol)
 
     def __repr__(self) -> str:
         return (f"ReverseSigmoid(beta={self.beta}, gamma={self.gamma}, variant={self.variant!r}, "
@@ -69,8 +71,7 @@ class ReverseSigmoid(Defense):
         """Perturbed predictions; each row sums to 1."""
         if self.variant == "art":
             return self._art(probs)
-        batch, y = io.tensor_batch(probs, "probs", self.num_classes, np.float64)
-        io.check_probabilities(y, "probs", self.sum_tol)
+        batch, y, _ = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
         clipped = y.clamp(max=1.0)
         perturbed = y - self.beta * (torch.sigmoid(self.gamma * torch.log(clipped / (1.0 - clipped))) - 0.5)
         norm = perturbed.sum(dim=1, keepdim=True)
@@ -79,8 +80,7 @@ class ReverseSigmoid(Defense):
 
     def _art(self, probs: Any) -> Any:
         """ART's arithmetic, step for step, in numpy and the input's dtype."""
-        batch, y = io.tensor_batch(probs, "probs", self.num_classes)
-        io.check_probabilities(y, "probs", self.sum_tol)
+        batch, y, _ = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol)
         preds = y.cpu().numpy()
         with np.errstate(divide="ignore", over="ignore"):
             clipped = np.clip(preds, ART_CLIP, 1.0 - ART_CLIP)

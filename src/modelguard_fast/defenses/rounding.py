@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .._validation import DEFAULT_SUM_TOL
+from .. import params
+from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
 from .base import Defense
 
@@ -41,20 +42,17 @@ class Rounding(Defense):
                  sum_tol: float = DEFAULT_SUM_TOL):
         if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral) or not 0 <= decimals <= 15:
             raise ValueError(f"decimals must be an integer in [0, 15], got {decimals!r}")
-        if not isinstance(renormalize, bool):
-            raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
         self.decimals = int(decimals)
-        self.renormalize = renormalize
-        self.num_classes = io.optional_classes(num_classes)
-        self.sum_tol = io.sum_tolerance(sum_tol)
+        self.renormalize = params.flag(renormalize, "renormalize")
+        self.num_classes = params.num_classes(num_classes, optional=True)
+        self.sum_tol = params.sum_tol(sum_tol)
 
     def __repr__(self) -> str:
         return f"Rounding(decimals={self.decimals}, renormalize={self.renormalize}, num_classes={self.num_classes})"
 
     def __call__(self, probs: Any) -> Any:
         """Rounded predictions, in the input's dtype."""
-        batch, y = io.tensor_batch(probs, "probs", self.num_classes)
-        top = io.check_probabilities(y, "probs", self.sum_tol)
+        batch, y, top = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol)
         out = torch.round(y, decimals=self.decimals)
         if self.renormalize:
             sums = out.sum(dim=1, keepdim=True, dtype=torch.float64)

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from .._validation import DEFAULT_SUM_TOL
+from .. import params
+from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
 from .base import Defense
 
@@ -30,24 +31,20 @@ class Top1(Defense):
     discrete_outputs = True
 
     def __init__(self, num_classes: int | None = None, logits: bool = False, sum_tol: float = DEFAULT_SUM_TOL):
-        if not isinstance(logits, bool):
-            raise TypeError(f"logits must be a bool, got {logits!r}")
-        self.num_classes = io.optional_classes(num_classes)
-        self.logits = logits
-        self.sum_tol = io.sum_tolerance(sum_tol)
+        self.logits = params.flag(logits, "logits")
+        self.num_classes = params.num_classes(num_classes, optional=True)
+        self.sum_tol = params.sum_tol(sum_tol)
 
     def __repr__(self) -> str:
         return f"Top1(num_classes={self.num_classes}, logits={self.logits})"
 
     def __call__(self, probs: Any) -> Any:
         """One-hot answers for `probs` (or logits, with logits=True)."""
-        name = "logits" if self.logits else "probs"
-        batch, y = io.tensor_batch(probs, name, self.num_classes)
         if self.logits:
-            io.check_finite(y, name)
+            batch, y = io.logits_batch(probs, "logits", self.num_classes)
             top = torch.argmax(y, dim=1)
         else:
-            top = io.check_probabilities(y, name, self.sum_tol)
+            batch, y, top = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol)
         out = torch.zeros_like(y)
         out.scatter_(1, top[:, None], 1.0)
         return io.restore(out, batch)

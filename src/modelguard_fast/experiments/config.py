@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import params
 from .._validation import torch_device
 from ..attacks import AttackConfig
 from ..data.bundled import BUNDLED
@@ -102,8 +103,10 @@ class RunConfig:
                 raise ConfigError(f"run.{key} must be a non-empty list, got {values!r}")
             for v in values:
                 one_of(f"run.{key}", v, allowed)
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 2:
-            raise ConfigError(f"run.eps = {self.eps!r} is not allowed; use a number in (0, 2]")
+        try:
+            params.eps(self.eps, "run.eps")
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
         for key in ("seed", "budget", "target_epochs", "workers"):
             value, minimum = getattr(self, key), 1 if key == "target_epochs" else 0
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

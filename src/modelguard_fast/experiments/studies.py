@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import params
 from ..attacks import AttackConfig, run_attack
 from ..attacks.querying import knockoff_indices
 from ..data.bundled import BUNDLED
@@ -48,15 +49,18 @@ class StudyError(ValueError):
 
 # ---------------------------------------------------------------- argument checks
 def check_eps(value: Any, name: str = "eps") -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value <= 2:
-        raise StudyError(f"{name} = {value!r} is not allowed; use a number in (0, 2] (an L1 budget)")
-    return float(value)
+    """An L1 budget, as modelguard_fast.params.eps rules (a StudyError otherwise)."""
+    try:
+        return params.eps(value, name)
+    except (TypeError, ValueError) as err:
+        raise StudyError(str(err)) from None
 
 
 def check_eps_values(values: Any, name: str = "eps_values") -> tuple[float, ...]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
-        raise StudyError(f"{name} = {values!r} is not allowed; use a non-empty list of numbers in (0, 2]")
-    return tuple(check_eps(v, f"{name}[{i}]") for i, v in enumerate(values))
+    try:
+        return params.eps_values(values, name)
+    except (TypeError, ValueError) as err:
+        raise StudyError(str(err)) from None
 
 
 def check_int(value: Any, name: str, minimum: int = 1) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import params
 from .config import ConfigError
 from .grid import STRATEGIES, Cell, CellRunner, run_tasks, utility
 from .setup import DEFENSE_NAMES
@@ -33,11 +34,10 @@ def check_sweep(eps_values: Sequence[float], defenses: Sequence[str], strategies
         for value in values:
             if value not in allowed:
                 raise ConfigError(f"sweep {key}: {value!r} is not allowed; choose from {', '.join(allowed)}")
-    if not eps_values:
-        raise ConfigError("sweep eps values must not be empty")
-    for eps in eps_values:
-        if not 0 < eps <= 2:
-            raise ConfigError(f"sweep eps value {eps!r} is not allowed; use numbers in (0, 2]")
+    try:
+        params.eps_values(eps_values, "sweep eps values")
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
 
 
 def run_sweep(runners: CellRunner | Sequence[CellRunner], defenses: Sequence[str] = SWEEP_DEFENSES,

@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _C
+from .._kernels import C as _C
 from .. import _arrays
 from .._backend import require_cuda
-from .._validation import ROW_NEGATIVE, ROW_NON_FINITE, check_probability_rows, choice, raise_row_error, real_number
+from .._validation import ROW_NEGATIVE, ROW_NON_FINITE, choice, raise_row_error, real_number
 
 METHODS = ("auto", "general", "grouped")
 DEFAULT_DELTA = 0.01
@@ -72,8 +72,7 @@ def _host_table(table: Any, name: str) -> np.ndarray:
         kind = _arrays._kind(table)
     except TypeError as err:
         raise TypeError(f"{name}: {err}") from None
-    dtype = _arrays._numpy_dtype(table, kind)
-    if dtype is None or dtype not in _arrays.FLOAT_DTYPES:  # np.dtype compares equal to None
+    if _arrays._dtype_name(table, kind) not in ("float32", "float64"):
         raise TypeError(f"{name} must have dtype float32 or float64, got {table.dtype} "
                         "(cast it, e.g. with .float() or .astype(np.float32))")
     if len(table.shape) != 2:
@@ -83,7 +82,7 @@ def _host_table(table: Any, name: str) -> np.ndarray:
 
 def _check_rows(x: np.ndarray, name: str) -> np.ndarray:
     """Top-1 class of each row of x, after checking every entry is finite and non-negative."""
-    return check_probability_rows(x, name, float("inf"))
+    return _arrays.checked(x, name, None, float("inf")).top
 
 
 class BayesTable:

@@ -29,28 +29,24 @@ from typing import Any
 
 import numpy as np
 
-from .. import _C
-from .. import _arrays
-from .._backend import require_cuda
-from .._validation import DEFAULT_SUM_TOL, raise_for_device_row, raise_row_error, real_number
+from .. import _arrays, params
+from .._backend import choose_backend, require_cuda
+from .._kernels import C as _C
+from .._validation import raise_row_error
+from ..params import DEFAULT_SUM_TOL
 
 
 def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
     """The L1 budgets as a float64 array, and whether `eps` was a single number.
 
-    A budget is any finite real >= 0 (budgets of 2 and above never bind).
+    Each budget follows modelguard_fast.params.eps: a finite real in [0, 2].
     """
-    if isinstance(eps, bool):
-        raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got {eps!r}")
-    if type(eps) is float or isinstance(eps, numbers.Real):
-        value = real_number(eps, name)
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-        return np.array([value]), True
+    if isinstance(eps, numbers.Real) or not hasattr(eps, "__len__") and not hasattr(eps, "__dlpack__"):
+        return np.array([params.eps(eps, name)]), True
     try:
         values = np.asarray(_arrays.to_numpy(eps) if hasattr(eps, "__dlpack__") else eps)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a real number >= 0 or a 1-D sequence of them, got "
+        raise TypeError(f"{name} must be a real number in [0, 2] or a 1-D sequence of them, got "
                         f"{type(eps).__name__}") from err
     if values.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
@@ -58,36 +54,11 @@ def budgets(eps: Any, name: str = "eps") -> tuple[np.ndarray, bool]:
         return budgets(values.item(), name)
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"{name} must be a number or a non-empty 1-D sequence, got shape {values.shape}")
-    values = values.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
-    if bad.size:
-        raise ValueError(f"{name} must be finite and >= 0, got {values[bad[0]]} at index {bad[0]}")
-    return np.ascontiguousarray(values), False
-
-
-def check_margin(margin: Any, name: str = "margin") -> float:
-    margin = real_number(margin, name)
-    if not 0.0 <= margin < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {margin}")
-    return margin
-
-
-def check_log_shift(log_shift: Any, name: str = "log_shift") -> float:
-    log_shift = real_number(log_shift, name)
-    if not log_shift > 0.0:
-        raise ValueError(f"{name} must be > 0 (it keeps log(y + log_shift) finite), got {log_shift}")
-    return log_shift
-
-
-def check_sum_tol(sum_tol: Any, name: str = "sum_tol") -> float:
-    sum_tol = real_number(sum_tol, name)
-    if sum_tol < 0:
-        raise ValueError(f"{name} must be >= 0, got {sum_tol}")
-    return sum_tol
+    return np.array(params.eps_values(values.astype(np.float64).tolist(), name)), False
 
 
 def solve_cpu(x: np.ndarray, eps: np.ndarray, margin: float, log_shift: float,
-              sum_tol: float) -> tuple[np.ndarray, np.ndarray]:
+              sum_tol: float, hint: bool = True, simd: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """C-contiguous float32/float64 batch (B, C) -> x (B, E, C), feasible (B, E).
 
     The kernel checks each row as it solves it (one pass over the batch) and
@@ -97,13 +68,14 @@ def solve_cpu(x: np.ndarray, eps: np.ndarray, margin: float, log_shift: float,
     out = np.empty((B, eps.size, C), dtype=x.dtype)
     feasible = np.empty((B, eps.size), dtype=np.bool_)
     solve = _C.mgw_solve_f32 if x.dtype == np.float32 else _C.mgw_solve_f64
-    row, code, col, value = solve(x, eps, margin, log_shift, sum_tol, out, feasible)
+    row, code, col, value = solve(x, eps, margin, log_shift, sum_tol, out, feasible, simd=simd)
     if row >= 0:
-        raise_row_error("probs", row, code, col, value, sum_tol)
+        raise_row_error("probs", row, code, col, value, sum_tol, hint)
     return out, feasible
 
 
-def solve_cuda(x, eps: np.ndarray, margin: float, log_shift: float, sum_tol: float) -> tuple[Any, Any]:
+def solve_cuda(x, eps: np.ndarray, margin: float, log_shift: float, sum_tol: float,
+               hint: bool = True) -> tuple[Any, Any]:
     """Contiguous CUDA tensor (B, C) -> x (B, E, C), feasible (B, E), on its device and current stream."""
     import torch
 
@@ -127,7 +99,7 @@ def solve_cuda(x, eps: np.ndarray, margin: float, log_shift: float, sum_tol: flo
     bad = torch.nonzero(status).flatten()
     if bad.numel():
         row = int(bad[0])
-        raise_for_device_row(x, row, int(status[row]), "probs", sum_tol)
+        _arrays.raise_for_device_row(x, row, "probs", sum_tol, hint)
     return out, feasible
 
 
@@ -147,18 +119,23 @@ def restore_flags(feasible: Any, batch: _arrays.Batch) -> Any:
 
 
 def solve_mgw(probs: Any, eps: Any = 1.0, margin: float = 1e-4, log_shift: float = 1e-6,
-              sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False) -> tuple[Any, Any]:
+              sum_tol: float = DEFAULT_SUM_TOL, renormalize: bool = False,
+              backend: str | None = None) -> tuple[Any, Any]:
     """Solves the ModelGuard-W LP for every prediction and every budget.
 
     Args:
         probs: predictions (B, C) or (C,): a numpy array, torch tensor (any
             device) or cupy array of float32 or float64 rows that sum to 1.
-        eps: the L1 budget, a real >= 0, or a 1-D sequence of budgets solved
-            in one call (each row is sorted once for all of them).
+        eps: the L1 budget, a real in [0, 2] (modelguard_fast.params says
+            why), or a 1-D sequence of budgets solved in one call (each row
+            is sorted once for all of them).
         margin: the top-1 class must beat every other class by this, in [0, 1).
         log_shift: added to y inside the log, > 0.
         sum_tol: rows must sum to 1 within this absolute tolerance.
         renormalize: rescale rows to sum 1 instead of refusing them.
+        backend: None (the best for the input's device) or one of
+            modelguard_fast.available_backends(): "cpu-avx512", "cpu" (CPU
+            arrays) or "cuda" (CUDA arrays). All give the same bits.
 
     Returns:
         (x, feasible). With a single eps, x has the shape of probs and
@@ -174,18 +151,17 @@ def solve_mgw(probs: Any, eps: Any = 1.0, margin: float = 1e-4, log_shift: float
         sum to 1, or bad parameters. Nothing is returned half-done.
     """
     values, single = budgets(eps)
-    margin = check_margin(margin)
-    log_shift = check_log_shift(log_shift)
-    sum_tol = check_sum_tol(sum_tol)
-    if not isinstance(renormalize, bool):
-        raise TypeError(f"renormalize must be a bool, got {renormalize!r}")
-    batch = _arrays.prepare(probs, "probs", None)
-    if renormalize:
-        _arrays.renormalize_rows(batch, "probs")
+    margin = params.margin(margin)
+    log_shift = params.log_shift(log_shift)
+    sum_tol = params.sum_tol(sum_tol)
+    renormalize = params.flag(renormalize, "renormalize")
+    batch = _arrays.checked(probs, "probs", None, sum_tol, renormalize=renormalize, kernel_checks=True)
+    backend = choose_backend(backend, batch.on_cuda)
     if batch.on_cuda:
-        x, feasible = solve_cuda(batch.data, values, margin, log_shift, sum_tol)
+        x, feasible = solve_cuda(batch.data, values, margin, log_shift, batch.kernel_sum_tol)
     else:
-        x, feasible = solve_cpu(batch.data, values, margin, log_shift, sum_tol)
+        x, feasible = solve_cpu(batch.data, values, margin, log_shift, batch.kernel_sum_tol,
+                                simd=backend == "cpu-avx512")
     if single:
         x, feasible = x[:, 0], feasible[:, 0]
     return _arrays.restore(x, batch), restore_flags(feasible, batch)

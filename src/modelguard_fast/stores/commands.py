@@ -86,7 +86,7 @@ def _export(args) -> int:
 
 def _import(args) -> int:
     from ..defenses.modelguard_s import ModelGuardS
-    from .._validation import DEFAULT_SUM_TOL
+    from ..params import DEFAULT_SUM_TOL
 
     if args.snapshot is not None:
         guard = ModelGuardS.load(args.snapshot, store=_store(args))

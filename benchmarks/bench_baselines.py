@@ -1,0 +1,36 @@
+"""The pass-through's cost against a plain copy of the same batch, in the same run (issue 14's target:
+NoDefense within 1.5x of np.copyto at batch 4096).
+
+NoDefense validates each row with the C++ row check every defense shares and returns a copy; the
+reference is `np.copyto` into a preallocated array (a copy with no check and no allocation), the least
+any defense that returns a new array can cost, as issue 14 sets it; `np.copy` (a copy into a fresh
+array, which is what an answer is) is timed beside it, and so are the other baselines, for scale.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import modelguard_fast as mgf
+from conftest import median_seconds, timed
+from streams import classifier_like
+
+
+@pytest.mark.parametrize("C", [10, 100])
+@pytest.mark.parametrize("batch", [256, 4096])
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_no_defense_against_a_plain_copy(benchmark, ratios, C, batch, kind):
+    rows = classifier_like(batch, C, seed=C).astype(np.float32)
+    probs = torch.from_numpy(rows) if kind == "torch" else rows
+    defense = mgf.NoDefense()
+    np.testing.assert_array_equal(np.asarray(defense(probs)), rows)  # correct before timing
+
+    benchmark.group = f"pass-through {kind} float32 C={C} batch={batch}"
+    benchmark(lambda: defense(probs))
+    ratios.add(benchmark.group, "NoDefense (checked copy)", median_seconds(benchmark) / batch)
+    target = np.empty_like(rows)
+    ratios.add(benchmark.group, "reference: np.copyto", timed(lambda: np.copyto(target, rows), repeats=2000,
+                                                              per_call=True) / batch, reference=True)
+    ratios.add(benchmark.group, "np.copy (allocating)", timed(lambda: np.copy(rows), repeats=500, per_call=True) / batch)
+    for other in (mgf.Top1(), mgf.Rounding()):
+        ratios.add(benchmark.group, f"{other.name}", timed(lambda: other(probs), repeats=200, per_call=True) / batch)
