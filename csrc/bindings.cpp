@@ -58,11 +58,12 @@ py::array_t<int64_t> as_array(const std::vector<int64_t>& v) {
 
 py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c.code, c.col, c.value); }
 
-// Codebooks::quantize on validated pointers: (check, distortion sum, distortion max,
-// None or (classes, rows) of the centroids appended, as the codebooks hold them).
+// Codebooks::quantize on validated pointers, for Python: (rows, None or the check of the
+// first bad row, distortion sum, distortion max, None or (classes, rows) of the centroids
+// appended, as the codebooks hold them), with `out` first when given.
 template <typename T>
 py::tuple run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, double eps, int32_t mode,
-                       double sum_tol, T* out) {
+                       double sum_tol, T* out, py::object answers = py::object()) {
   mgf::QuantizeResult r;
   if (B * C >= 4096 || cb.total() >= 4096) {
     py::gil_scoped_release release;
@@ -83,7 +84,9 @@ py::tuple run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, 
     }
     appended = py::make_tuple(classes, rows);
   }
-  return py::make_tuple(check_tuple(r.check), r.distortion_sum, r.distortion_max, appended);
+  py::object check = r.check.row < 0 ? py::object(py::none()) : py::object(check_tuple(r.check));
+  if (answers) return py::make_tuple(answers, B, check, r.distortion_sum, r.distortion_max, appended);
+  return py::make_tuple(B, check, r.distortion_sum, r.distortion_max, appended);
 }
 
 template <typename T>
@@ -123,9 +126,8 @@ void bind_codebooks(py::module_& m, const char* name) {
             }
             const int64_t B = nd == 2 ? x.shape(0) : 1;
             py::array_t<T> out = nd == 2 ? py::array_t<T>({B, C}) : py::array_t<T>(C);
-            py::tuple r = run_quantize(cb, static_cast<const T*>(x.data()), B, C, eps, mode, sum_tol,
-                                       out.mutable_data());
-            return py::make_tuple(out, r[0], r[1], r[2], r[3]);
+            return run_quantize(cb, static_cast<const T*>(x.data()), B, C, eps, mode, sum_tol, out.mutable_data(),
+                                out);
           },
           py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"))
       .def(

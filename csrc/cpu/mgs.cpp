@@ -147,49 +147,66 @@ QuantizeResult Codebooks<T>::quantize(const T* x, int64_t B, int64_t C, T eps, i
   if (mode != kSearchFirst && mode != kSearchNearest) throw std::invalid_argument("quantize mode must be first or nearest");
   if (C != num_classes()) throw std::invalid_argument("rows must have num_classes columns");
   QuantizeResult result;
-  std::vector<int64_t> top(static_cast<size_t>(B)), index(static_cast<size_t>(B));
-  std::vector<T> distance(static_cast<size_t>(B));
-  if (scratch_.size() < static_cast<size_t>(B * C)) scratch_.resize(static_cast<size_t>(B * C));
-  T* copies = scratch_.data();
-  const std::vector<int64_t> before = counts();
+  // Per-call arrays live in members reused across calls (calls on one Codebooks are
+  // serialised by its owner): a batch-1 call then allocates nothing here.
+  Scratch& w = scratch_;
+  w.top.resize(static_cast<size_t>(B));
+  w.index.resize(static_cast<size_t>(B));
+  w.distance.resize(static_cast<size_t>(B));
+  if (w.copies.size() < static_cast<size_t>(B * C)) w.copies.resize(static_cast<size_t>(B * C));
+  if (w.local.size() < static_cast<size_t>(C)) w.local.resize(static_cast<size_t>(C));
+  w.before.resize(static_cast<size_t>(num_classes()));
+  for (int64_t t = 0; t < num_classes(); ++t) w.before[t] = count(t);
+  int64_t* top = w.top.data();
+  int64_t* index = w.index.data();
+  T* distance = w.distance.data();
+  T* copies = w.copies.data();
+  const std::vector<int64_t>& before = w.before;
   std::mutex bad_mutex;
   BatchCheck& bad = result.check;
   // One pass validates each row and searches the codebooks as they stood
   // before the batch; it reads only, so a bad row leaves nothing to undo.
-  parallel_for(B, C * 8, [&](int64_t i) {
-    // The row is read once, into a private copy that everything below works on.
-    thread_local std::vector<T> local;
-    if (local.size() < static_cast<size_t>(C)) local.resize(static_cast<size_t>(C));
-    T* copy = mode == kSearchNearest ? copies + i * C : local.data();  // every row is settled in order nearest
-    std::memcpy(copy, x + i * C, sizeof(T) * C);
-    int64_t col = -1;
-    double value = 0.0;
-    const int32_t code = check_probability_row(copy, C, sum_tol, &top[i], &col, &value);
-    SearchHit<T> hit{-1, T(0)};
-    if (code == kRowOk) hit = search(top[i], copy, 0, before[top[i]], eps, mode);
-    if (code == kRowOk && hit.index < 0 && mode == kSearchFirst) {
-      std::memcpy(copies + i * C, copy, sizeof(T) * C);  // a miss may become a centroid: settle reads this
+  parallel_chunks(B, C * 8, [&](int64_t begin, int64_t end) {
+    // Each row is read once, into a private copy that everything below works
+    // on: a buffer reused for rows answered at once (one per chunk of rows), the
+    // scratch row for rows that settle reads (misses; every row in the nearest order).
+    std::vector<T> chunk_local;
+    T* local = w.local.data();
+    if (begin != 0 || end != B) {  // on the pool: chunks run concurrently
+      chunk_local.resize(static_cast<size_t>(C));
+      local = chunk_local.data();
     }
-    if (code != kRowOk) {
-      std::lock_guard<std::mutex> lock(bad_mutex);
-      if (bad.row < 0 || i < bad.row) bad = BatchCheck{i, code, col, value};
-      return;
-    }
-    index[i] = hit.index;
-    distance[i] = hit.distance;
-    if (mode == kSearchFirst && hit.index >= 0) {  // final: answer it while the row is in cache
-      const T* c = rows_[top[i]].data() + hit.index * C;
-      std::copy(c, c + C, out + i * C);
+    for (int64_t i = begin; i < end; ++i) {
+      T* copy = mode == kSearchNearest ? copies + i * C : local;
+      int64_t col = -1;
+      double value = 0.0;
+      const int32_t code = check_probability_row(x + i * C, C, sum_tol, &top[i], &col, &value, copy);
+      if (code != kRowOk) {
+        std::lock_guard<std::mutex> lock(bad_mutex);
+        if (bad.row < 0 || i < bad.row) bad = BatchCheck{i, code, col, value};
+        continue;
+      }
+      const SearchHit<T> hit = search(top[i], copy, 0, before[top[i]], eps, mode);
+      index[i] = hit.index;
+      distance[i] = hit.distance;
+      if (mode != kSearchFirst) continue;
+      if (hit.index >= 0) {  // final: answer it while the row is in cache
+        const T* c = rows_[top[i]].data() + hit.index * C;
+        std::memcpy(out + i * C, c, sizeof(T) * C);
+      } else {
+        std::memcpy(copies + i * C, copy, sizeof(T) * C);  // a miss may become a centroid: settle reads this
+      }
     }
   });
   if (bad.row >= 0) return result;
-  std::vector<int64_t> pending;  // rows whose answer settle gives
+  std::vector<int64_t>& pending = w.pending;  // rows whose answer settle gives
+  pending.clear();
   for (int64_t i = 0; i < B; ++i) {
     if (mode != kSearchFirst || index[i] < 0) pending.push_back(i);
   }
   std::vector<int64_t> appended_rows;
   if (!pending.empty()) {
-    settle(copies, B, C, top.data(), eps, mode, before, index.data(), distance.data(), &appended_rows);
+    settle(copies, B, C, top, eps, mode, before, index, distance, &appended_rows);
   }
   result.appended.reserve(appended_rows.size());
   for (const int64_t i : appended_rows) result.appended.push_back(Appended{top[i], index[i]});

@@ -1,5 +1,4 @@
-#include <cstring>
-#include <vector>
+#include <mutex>
 
 #include "modelguard_fast/parallel.h"
 #include "modelguard_fast/rows_cpu.h"
@@ -8,22 +7,19 @@ namespace mgf {
 
 template <typename T>
 BatchCheck check_copy_rows(const T* x, int64_t B, int64_t C, double sum_tol, T* out) {
-  std::vector<int32_t> codes(static_cast<size_t>(B), kRowOk);
-  parallel_for(B, C, [&](int64_t i) {
-    int64_t top = 0, col = -1;
-    double value = 0.0;
-    codes[i] = check_probability_row(x + i * C, C, sum_tol, &top, &col, &value);
-    std::memcpy(out + i * C, x + i * C, static_cast<size_t>(C) * sizeof(T));
-  });
+  // The check writes each row to `out` as it reads it (x is read once), so the
+  // rows returned are the rows checked even while another thread rewrites x.
   BatchCheck check;
-  for (int64_t i = 0; i < B; ++i) {
-    if (codes[i] != kRowOk) {
-      int64_t top = 0;
-      check.row = i;
-      check.code = check_probability_row(x + i * C, C, sum_tol, &top, &check.col, &check.value);
-      break;
+  std::mutex bad_mutex;
+  parallel_for(B, C, [&](int64_t i) {
+    int64_t col = -1;
+    double value = 0.0;
+    const int32_t code = check_probability_row<T, false>(x + i * C, C, sum_tol, nullptr, &col, &value, out + i * C);
+    if (code != kRowOk) {
+      std::lock_guard<std::mutex> lock(bad_mutex);
+      if (check.row < 0 || i < check.row) check = BatchCheck{i, code, col, value};
     }
-  }
+  });
   return check;
 }
 

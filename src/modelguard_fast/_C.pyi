@@ -35,14 +35,14 @@ class _Codebooks:
     def truncate(self, counts: list[int]) -> None: ...
     @property
     def generation(self) -> int: ...  # changes whenever rows are removed (truncate, clear)
-    # quantize: (check, distortion sum, distortion max, None or (classes, rows) of the
-    # centroids appended, as the codebooks hold them).
-    def quantize(self, x: np.ndarray, eps: float, mode: int, sum_tol: float,
-                 out: np.ndarray) -> tuple[RowCheck, float, float, tuple[NDArray[np.int64], np.ndarray] | None]: ...
+    # quantize: (rows, None or the first bad row's check, distortion sum, distortion max, None or
+    # (classes, rows) of the centroids appended, as the codebooks hold them).
+    def quantize(self, x: np.ndarray, eps: float, mode: int, sum_tol: float, out: np.ndarray
+                 ) -> tuple[int, RowCheck | None, float, float, tuple[NDArray[np.int64], np.ndarray] | None]: ...
     # quantize_array: quantize on a numpy array of this dtype, C-contiguous, shape (C,) or (B, C),
-    # read in place: (out, check, sum, max, appended), or None for anything else.
+    # read in place: (out, rows, check, sum, max, appended) as above, or None for anything else.
     def quantize_array(self, x: object, eps: float, mode: int, sum_tol: float
-                       ) -> tuple[np.ndarray, RowCheck, float, float,
+                       ) -> tuple[np.ndarray, int, RowCheck | None, float, float,
                                   tuple[NDArray[np.int64], np.ndarray] | None] | None: ...
     def settle(self, rows: np.ndarray, top: NDArray[np.int64], eps: float, mode: int, sum_tol: float,
                counts_before: list[int], index: NDArray[np.int64], distance: np.ndarray) -> NDArray[np.int64]: ...

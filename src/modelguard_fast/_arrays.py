@@ -67,8 +67,15 @@ def _kind(x: Any) -> str:
     raise TypeError(f"expected a numpy array, torch tensor or cupy array, got {type(x).__name__}")
 
 
+# numpy dtype names by type code: dtype.name is computed in Python on each access (microseconds).
+_NUMPY_NAMES = {"f": "float32", "d": "float64", "e": "float16"}
+
+
 def _dtype_name(x: Any, kind: str) -> str:
-    return str(x.dtype).replace("torch.", "") if kind == "torch" else np.dtype(x.dtype).name
+    if kind == "torch":
+        return str(x.dtype).replace("torch.", "")
+    dtype = np.dtype(x.dtype)
+    return _NUMPY_NAMES.get(dtype.char) or dtype.name
 
 
 def _torch_dtype(dtype: np.dtype):

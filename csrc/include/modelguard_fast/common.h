@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 
+#include "modelguard_fast/lanes.h"
+
 #if defined(__CUDACC__)
 #define MGF_HD __host__ __device__
 #define MGF_UNROLL _Pragma("unroll")
@@ -75,13 +77,101 @@ MGF_HD inline typename OrderKey<T>::type order_key(T v) {
 }
 
 // Checks one probability row and finds its top-1 class (first index on ties,
-// as numpy's and torch's argmax do). On failure, *bad_col and *bad_value name
+// as numpy's and torch's argmax do; with kWantTop false, only the check:
+// `top` is not read nor written). On failure, *bad_col and *bad_value name
 // the offending entry (for kRowBadSum: column -1 and the row sum). The row is
-// scanned in eight independent lanes, like l1.h's distance, so the loop
-// vectorises; the sum, used only against the tolerance, is in the row's dtype.
-template <typename T>
+// scanned in eight independent lanes, like l1.h's distance; the sum, used
+// only against the tolerance, is in the row's dtype, its lanes added in order
+// 0..7 in double. On the host the lanes are SIMD vectors (lanes.h): each lane
+// also keeps the first column holding its largest value, so the top-1 class
+// needs no second pass; the result is the same in every case.
+//
+// `copy` (optional, C entries): receives the row as it was read. y is then
+// read once, so a caller's buffer that another thread rewrites meanwhile
+// yields a copy that is exactly the row checked (the verdict, top-1 class and
+// the bad entry reported are all the copy's).
+template <typename T, bool kWantTop = true>
 MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_tol, int64_t* top,
-                                            int64_t* bad_col, double* bad_value) {
+                                            int64_t* bad_col, double* bad_value, T* copy = nullptr) {
+#if defined(MGF_HOST_LANES)
+  using L = lanes::Lanes<T>;
+  using V = typename L::V;
+  using K = typename L::K;
+  using Key = typename L::Key;
+  constexpr int N = L::N;
+  constexpr int W = L::W;
+  // best starts below every finite non-negative key but -0.0's, which never
+  // wins: a row of zeros and -0.0s answers its first +0.0, and a row of -0.0s
+  // column C - 1, as the scalar form does.
+  const V zero = V{};
+  const V largest = V{} + std::numeric_limits<T>::max();
+  V sum[N];
+  K best[N], first[N], ok[N], column[N];
+  for (int n = 0; n < N; ++n) {
+    sum[n] = V{};
+    best[n] = K{} + std::numeric_limits<Key>::min();
+    first[n] = K{} - 1;
+    ok[n] = K{} - 1;
+    for (int w = 0; w < W; ++w) column[n][w] = Key(n * W + w);
+  }
+  V v[N] = {};
+  int64_t k = 0;
+  for (;; k += 8) {
+    if (k + 8 <= C) {
+      lanes::load(y + k, v);
+      if (copy != nullptr) lanes::store_row(v, copy + k);
+    } else if (k < C) {
+      lanes::load_tail(y + k, C - k, T(-0.0), v);  // -0.0: adds nothing, passes, never the largest
+      if (copy != nullptr) {
+        for (int j = 0; k + j < C; ++j) copy[k + j] = lanes::lane<T>(v, j);
+      }
+    } else {
+      break;
+    }
+    for (int n = 0; n < N; ++n) {
+      ok[n] &= (v[n] >= zero) & (v[n] <= largest);
+      sum[n] += v[n];
+      if (kWantTop) {
+        const K key = (K)v[n];
+        const K up = key > best[n];
+        best[n] = lanes::select(up, key, best[n]);
+        first[n] = lanes::select(up, column[n] + Key(k), first[n]);
+      }
+    }
+  }
+  int clean = 1;
+  double total = 0.0;
+  for (int j = 0; j < 8; ++j) {
+    clean &= int(lanes::lane<Key>(ok, j) != 0);
+    total += double(lanes::lane<T>(sum, j));
+  }
+  if (!clean) {
+    const T* row = copy != nullptr ? copy : y;
+    for (k = 0; k < C; ++k) {
+      if (!finite_non_negative(row[k])) {
+        *bad_col = k;
+        *bad_value = double(row[k]);
+        return is_finite(row[k]) ? kRowNegative : kRowNonFinite;
+      }
+    }
+  }
+  if (!(abs_value(total - 1.0) <= sum_tol)) {
+    *bad_col = -1;
+    *bad_value = total;
+    return kRowBadSum;
+  }
+  if (!kWantTop) return kRowOk;
+  Key top_key = lanes::lane<Key>(best, 0), at = lanes::lane<Key>(first, 0);
+  for (int j = 1; j < 8; ++j) {
+    const Key b = lanes::lane<Key>(best, j), f = lanes::lane<Key>(first, j);
+    if (b > top_key || (b == top_key && f < at)) {
+      top_key = b;
+      at = f;
+    }
+  }
+  *top = at < 0 ? C - 1 : int64_t(at);
+  return kRowOk;
+#else
   using Key = typename OrderKey<T>::type;
   constexpr int L = 8;
   T sum[L];
@@ -98,6 +188,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     MGF_UNROLL
     for (int j = 0; j < L; ++j) {
       const T v = y[k + j];
+      if (copy != nullptr) copy[k + j] = v;
       ok[j] &= int(finite_non_negative(v));
       sum[j] += v;
       const Key key = order_key(v);
@@ -106,6 +197,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
   }
   for (int j = 0; k + j < C; ++j) {
     const T v = y[k + j];
+    if (copy != nullptr) copy[k + j] = v;
     ok[j] &= int(finite_non_negative(v));
     sum[j] += v;
     const Key key = order_key(v);
@@ -120,11 +212,12 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     total += double(sum[j]);
   }
   if (!clean) {
+    const T* row = copy != nullptr ? copy : y;
     for (k = 0; k < C; ++k) {
-      if (!finite_non_negative(y[k])) {
+      if (!finite_non_negative(row[k])) {
         *bad_col = k;
-        *bad_value = double(y[k]);
-        return is_finite(y[k]) ? kRowNegative : kRowNonFinite;
+        *bad_value = double(row[k]);
+        return is_finite(row[k]) ? kRowNegative : kRowNonFinite;
       }
     }
   }
@@ -133,10 +226,13 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     *bad_value = total;
     return kRowBadSum;
   }
-  for (k = 0; k < C - 1 && order_key(y[k]) != top_key; ++k) {  // (none holds it only if all are -0.0)
+  if (!kWantTop) return kRowOk;
+  const T* row = copy != nullptr ? copy : y;
+  for (k = 0; k < C - 1 && order_key(row[k]) != top_key; ++k) {  // (none holds it only if all are -0.0)
   }
   *top = k;
   return kRowOk;
+#endif
 }
 
 }  // namespace mgf

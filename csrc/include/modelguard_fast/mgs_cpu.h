@@ -87,7 +87,13 @@ class Codebooks {
  private:
   std::vector<std::vector<T>> rows_;  // class t: count(t) rows of num_classes() columns
   std::vector<ClassIndex<T>> index_;  // one per class, over rows_
-  std::vector<T> scratch_;            // quantize's private copies of rows, reused across calls
+  struct Scratch {                    // quantize's per-call arrays, reused across calls
+    std::vector<int64_t> top, index, before, pending;
+    std::vector<T> distance;
+    std::vector<T> copies;  // private copies of the rows settle reads
+    std::vector<T> local;   // the private copy of a row answered at once
+  };
+  Scratch scratch_;
   int64_t generation_ = 0;
 };
 

@@ -31,19 +31,27 @@ void set_thread_limit(int threads);
 // caller's loop, or in a forked child process.
 void run_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& body);
 
+// Calls fn(begin, end) over chunks of [0, n): on the pool as parallel_for
+// decides, else once with the whole range (so per-chunk set-up, such as a
+// scratch buffer, is paid once per call on one thread).
+template <typename Fn>
+void parallel_chunks(int64_t n, int64_t work_per_item, Fn&& fn) {
+  if (n > 1 && n * std::max<int64_t>(work_per_item, 1) >= kMinParallelWork && max_threads() > 1) {
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, n / (8 * max_threads())));
+    run_chunks(n, chunk, [&fn](int64_t begin, int64_t end) { fn(begin, end); });
+    return;
+  }
+  if (n > 0) fn(0, n);
+}
+
 // Calls fn(i) for i in [0, n). `work_per_item` is a rough cost estimate used
 // only to decide whether threads are worth waking. Items are handed out in
 // small chunks because rows differ widely in cost.
 template <typename Fn>
 void parallel_for(int64_t n, int64_t work_per_item, Fn&& fn) {
-  if (n > 1 && n * std::max<int64_t>(work_per_item, 1) >= kMinParallelWork && max_threads() > 1) {
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, n / (8 * max_threads())));
-    run_chunks(n, chunk, [&fn](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) fn(i);
-    });
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) fn(i);
+  parallel_chunks(n, work_per_item, [&fn](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  });
 }
 
 }  // namespace mgf

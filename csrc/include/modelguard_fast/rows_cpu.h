@@ -8,10 +8,10 @@
 
 namespace mgf {
 
-// A checked copy: each row is checked with check_probability_row and copied
-// to `out` while it is still in cache, in one pass over the batch (the
-// pass-through defense). On a bad row the first one is reported and `out` is
-// left partly written. Parallel over rows.
+// A checked copy: check_probability_row writes each row to `out` as it checks
+// it, in one pass over the batch (the pass-through defense); x is read once,
+// so the rows in `out` are the rows checked. On a bad row the first one is reported and `out` holds
+// unchecked rows. Parallel over rows.
 template <typename T>
 BatchCheck check_copy_rows(const T* x, int64_t B, int64_t C, double sum_tol, T* out);
 

@@ -231,8 +231,12 @@ class ModelGuardS(Defense):
         self.num_classes = positive_int(num_classes, "num_classes")
         self.eps = params.eps(eps)
         self.order = choice(order, "order", ORDERS)
+        self._mode = _MODE[self.order]
         self.dtype = float_dtype(dtype)
         self.sum_tol = params.sum_tol(sum_tol)
+        # What _arrays.checked holds rows of the guard's own dtype to: the tolerance of the
+        # in-place path (_quantize_in_place), computed once (dtype names are slow to get).
+        self._own_dtype_tol = params.row_sum_tolerance(self.sum_tol, self.dtype.name)
         self.renormalize = params.flag(renormalize, "renormalize")
         self.max_centroids = None if max_centroids is None else positive_int(max_centroids, "max_centroids")
         if centroid_warning is None and self.max_centroids is not None:
@@ -308,11 +312,14 @@ class ModelGuardS(Defense):
     # ------------------------------------------------------------ the defense
     def __call__(self, probs: Any) -> Any:
         """Quantizes predictions; see the class docstring."""
-        view = None if self.renormalize else _host_view(probs)
+        view = None if self.renormalize else probs if type(probs) is np.ndarray else _host_view(probs)
         if view is not None:  # the common case, read in place by the kernel (no conversion layer)
             with self._lock:
                 self._check_usable()
-                out = self._retrying(lambda: self._quantize_in_place(view))
+                try:
+                    out = self._quantize_in_place(view)
+                except _Conflict:  # the codebooks were caught up: redo the batch on them
+                    out = self._retrying(self._quantize_in_place, view, conflicts=1)
             if out is not None:
                 return out if view is probs else sys.modules["torch"].from_numpy(out)
         # The general path. The kernel reads each row once (see Codebooks.quantize), but
@@ -326,15 +333,15 @@ class ModelGuardS(Defense):
         tol = batch.kernel_sum_tol
         with self._lock:
             self._check_usable()
-            out = self._retrying(lambda: self._quantize_cuda(batch.data, tol) if batch.on_cuda
-                                 else self._quantize_cpu(batch.data, tol))
+            out = self._retrying(self._quantize_cuda if batch.on_cuda else self._quantize_cpu, batch.data, tol)
         return _arrays.restore(out, batch)
 
-    def _retrying(self, quantize):
-        """quantize(), redone on the caught-up codebooks after a shared store's compare-and-append conflict."""
-        for _ in range(MAX_CONFLICTS):
+    def _retrying(self, quantize, *args, conflicts: int = 0):
+        """quantize(*args), redone on the caught-up codebooks after a shared store's compare-and-append
+        conflict (`conflicts`: those this call met already)."""
+        for _ in range(conflicts, MAX_CONFLICTS):
             try:
-                return quantize()
+                return quantize(*args)
             except _Conflict:
                 continue  # the codebooks were caught up: redo the batch on them
         raise StoreUnavailable(f"{self._shared.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
@@ -344,27 +351,29 @@ class ModelGuardS(Defense):
     def _quantize_in_place(self, x: np.ndarray) -> np.ndarray | None:
         """_quantize_cpu on an array the kernel reads as it is; None when it cannot (see _host_view).
 
-        Such an array is float32 or float64 as the caller gave it, so its rows
-        are held to the tolerance _arrays.checked would give them.
+        Such an array has the guard's dtype (quantize_array takes no other), so
+        its rows are held to the tolerance _arrays.checked would give them.
         """
-        tol = params.row_sum_tolerance(self.sum_tol, x.dtype)
-        served = self._store.quantize_array(x, self.eps, _MODE[self.order], tol)
-        return None if served is None else self._settled(tol, *served)
+        served = self._store.quantize_array(x, self.eps, self._mode, self._own_dtype_tol)
+        return None if served is None else self._settled(self._own_dtype_tol, *served)
 
     def _quantize_cpu(self, x: np.ndarray, sum_tol: float) -> np.ndarray:
         out = np.empty_like(x)
-        return self._settled(sum_tol, out, *self._store.quantize(x, self.eps, _MODE[self.order], sum_tol, out))
+        return self._settled(sum_tol, out, *self._store.quantize(x, self.eps, self._mode, sum_tol, out))
 
-    def _settled(self, sum_tol: float, out: np.ndarray, check: tuple, total: float, largest: float,
-                 appended) -> np.ndarray:
-        """After a CPU quantize: raises for a bad row, else commits the centroids appended and counts the answers."""
-        row, code, col, value = check
-        if row >= 0:
-            raise_row_error("probs", row, code, col, value, sum_tol, renormalize_hint=True)
+    def _settled(self, sum_tol: float, out: np.ndarray, rows: int, check: tuple | None, total: float,
+                 largest: float, appended) -> np.ndarray:
+        """After a CPU quantize of `rows` rows: raises for a bad row (`check`: row, code, column, value),
+        else commits the centroids appended and counts the answers."""
+        if check is not None:
+            raise_row_error("probs", *check, sum_tol, renormalize_hint=True)
         if appended is not None:
-            classes, rows = appended  # as the codebooks hold them: the input is never read again
-            self._commit(rows, classes)
-        self._count(out.shape[0] if out.ndim == 2 else 1, total, largest)
+            classes, centroids = appended  # as the codebooks hold them: the input is never read again
+            self._commit(centroids, classes)
+        self._queries += rows
+        self._distortion_sum += total
+        if largest > self._distortion_max:
+            self._distortion_max = largest
         return out
 
     def _count(self, rows: int, total: float, largest: float) -> None:
@@ -393,7 +402,7 @@ class ModelGuardS(Defense):
             sub_top = top_h[pending]
             sub_index = index_h[pending]
             sub_distance = distance_h[pending]
-            appended = self._store.settle(rows, sub_top, self.eps, _MODE[self.order], sum_tol,
+            appended = self._store.settle(rows, sub_top, self.eps, self._mode, sum_tol,
                                           self._store.counts(), sub_index, sub_distance)
             index_h[pending] = sub_index
             distance_h[pending] = sub_distance
