@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..defense import Defense
+from ..training import predict_proba
 from ._seeding import ModelSource, build_model, derive_seed, isolated_rng
 from .config import AttackConfig
-from .pbayes import OfflineDefense
-from ..training import predict_proba
 from .substitute import TrainSettings, train_substitute
 
 logger = logging.getLogger(__name__)
@@ -137,9 +137,11 @@ def train_shadow_models(pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes:
     return models
 
 
-def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefense,
+def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: Defense,
                  views: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(perturbed, clean) pairs: every shadow model's softmax of every image x through the offline map.
+
+    offline: the defense's offline_map(); views: its query_views of x (MAD, AM), else None.
 
     Pairs whose offline answer is farther than eps (ModelGuard-S's nearest
     fallback) are dropped, as in the partial Bayes table.
@@ -147,7 +149,7 @@ def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefe
     perturbed, clean = [], []
     for shadow in shadows:
         probs = predict_proba(shadow, x).float().cpu()
-        answers, keep = offline(probs, views)
+        answers, keep = offline.replay(probs, views)
         perturbed.append(answers[keep])
         clean.append(probs[keep])
     pairs = torch.cat(perturbed), torch.cat(clean)

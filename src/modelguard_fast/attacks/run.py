@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import choice, positive_int
-from ..defenses.base import Defense
+from ..defense import Defense, check_replayable
 from ..guarded import OUTPUTS
 from ..models.small_cnn import SmallCNN
 from . import ddae, pbayes
@@ -196,7 +196,7 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
         raise TypeError(f"shadow_models must be a non-empty sequence of torch.nn.Module (see train_attack_shadows), "
                         f"got {type(shadow_models).__name__}")
     if strategy in ("ddae", "ddae+", "pbayes"):
-        pbayes.OfflineDefense.check(defense)  # before spending any query
+        check_replayable(defense)  # before spending any query
 
     referee = Referee(target, test_x, test_y, outputs, config.query_batch_size)
     num_classes = referee.num_classes
@@ -248,8 +248,8 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
     elif strategy == "top1":
         labels = _one_hot_top1(received)
     else:
-        offline = pbayes.OfflineDefense(defense)
-        views = offline.views(images, config.query_batch_size)
+        offline = defense.offline_map()  # after the queries: ModelGuard-S's frozen view holds their centroids
+        views = offline.query_views(images, config.query_batch_size)
         if strategy == "ddae":
             shadows = shadow_models if shadow_models is not None else train_attack_shadows(
                 pool_x, pool_y, num_classes, config, seed=seed, device=device,

@@ -10,9 +10,9 @@ from torch import nn
 
 from .. import params
 from .._validation import real_number
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 
 class AdaptiveMisinformation(Defense):
@@ -83,4 +83,6 @@ class AdaptiveMisinformation(Defense):
         batch, y, _ = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
         mis = io.companion(misinformation_probs, "misinformation_probs", batch, y, self.sum_tol)
         a = torch.sigmoid(self.nu * (self.tau - y.max(dim=1, keepdim=True).values))
-        return io.restore((1.0 - a) * y + a * mis, batch)
+        out = (1.0 - a) * y + a * mis
+        self.stats.record(batch.rows)
+        return io.restore(out, batch)

@@ -9,9 +9,9 @@ import torch
 
 from .. import params
 from .._validation import choice, real_number
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 VARIANTS = ("public", "art")
 #: ART clips probabilities to [ART_CLIP, 1 - ART_CLIP] before taking logits.
@@ -76,6 +76,7 @@ class ReverseSigmoid(Defense):
         perturbed = y - self.beta * (torch.sigmoid(self.gamma * torch.log(clipped / (1.0 - clipped))) - 0.5)
         norm = perturbed.sum(dim=1, keepdim=True)
         self._check_norm(norm[:, 0].cpu().numpy())
+        self.stats.record(batch.rows)
         return io.restore(perturbed / norm, batch)
 
     def _art(self, probs: Any) -> Any:
@@ -91,6 +92,7 @@ class ReverseSigmoid(Defense):
             self._check_norm(norm[:, 0])
             out = (1.0 / norm) * perturbed
         result = torch.from_numpy(out.astype(preds.dtype, copy=False))
+        self.stats.record(batch.rows)
         return io.restore(result.to(y.device) if batch.on_cuda else result, batch)
 
     def _check_norm(self, norm: np.ndarray) -> None:

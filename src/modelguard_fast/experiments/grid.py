@@ -25,7 +25,7 @@ from ..attacks import AttackConfig, run_attack, train_attack_shadows
 from ..metrics import utility_metrics
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu, prepare
+from .setup import DEFENSE_NAMES, Setup, build_defense, prepare
 from .stats import bits
 from .threads import single_threaded
 
@@ -51,7 +51,7 @@ def utility(setup: Setup, cache: Cache, name: str, eps: float, seed: int) -> dic
     value = cache.get_json("utility", spec)
     if value is None:
         defense = build_defense(name, setup, eps=eps, seed=seed)
-        defended = defend_on_cpu(defense, torch.from_numpy(setup.clean_test), setup.splits.test_x)
+        defended = defense.defend(torch.from_numpy(setup.clean_test), setup.splits.test_x, batch_size=512)
         value = utility_metrics(setup.clean_test, defended.numpy().astype(np.float64),
                                 setup.splits.test_y.numpy()).as_dict()
         cache.put_json("utility", spec, value)

@@ -16,7 +16,7 @@ from ..data.bundled import BUNDLED, Splits
 from ..data.local import load_local
 from ..data.outliers import sample_image_patches
 from ..defenses.adaptive_misinformation import AdaptiveMisinformation
-from ..defenses.base import Defense
+from ..defense import Defense
 from ..defenses.mad import MAD
 from ..defenses.modelguard_s import ModelGuardS
 from ..defenses.modelguard_w import ModelGuardW
@@ -150,17 +150,6 @@ def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
     }
     cache.put_json("calibration", setup.spec, params)
     return params
-
-
-def defend_on_cpu(defense: Defense, probs: torch.Tensor, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """The defense's answers to `probs`, the target's softmax of the images `x`, as a CPU tensor: a defense
-    that needs the query's second view (MAD, AM) gets it computed on its own model's device, in batches."""
-    if not defense.needs_query:
-        return torch.as_tensor(defense(probs.cpu())).cpu()
-    model = defense.query_model
-    device = next(model.parameters()).device if model is not None else x.device
-    view = torch.cat([defense.query_view(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    return torch.as_tensor(defense(probs.cpu(), view)).cpu()
 
 
 def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, order: str = "first") -> Defense:
