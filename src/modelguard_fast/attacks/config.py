@@ -8,8 +8,6 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
-QUERY_STRATEGIES = ("knockoff", "jbda")
-RECOVERY_STRATEGIES = ("naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes")
 BAYES_MEANS = ("clean", "received")
 PAPER_DATASETS = ("caltech256", "cub200", "cifar100", "cifar10")
 

@@ -46,11 +46,10 @@ from typing import Any
 
 from .. import params
 from .._validation import torch_device
-from ..attacks import AttackConfig
+from ..attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
 from ..data.bundled import BUNDLED
-from .grid import QUERIES, STRATEGIES
+from ..defenses.registry import DEFENSES
 from .presets import PIPELINE_DATASETS
-from .setup import DEFENSES
 
 DATASETS = PIPELINE_DATASETS
 BACKENDS = ("local", "ray")
@@ -76,8 +75,8 @@ class RunConfig:
     target_epochs: int = 30
     workers: int = 0
     defenses: list[str] = field(default_factory=lambda: list(DEFENSES))
-    queries: list[str] = field(default_factory=lambda: list(QUERIES))
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    queries: list[str] = field(default_factory=lambda: list(QUERY_STRATEGIES))
+    strategies: list[str] = field(default_factory=lambda: list(RECOVERY_STRATEGIES))
     attack: dict[str, Any] = field(default_factory=dict)
 
     def attack_config(self) -> AttackConfig:
@@ -97,7 +96,8 @@ class RunConfig:
         if self.dataset not in BUNDLED and not self.data_root:
             raise ConfigError(f"run.dataset = {self.dataset!r} is read from a local folder: set run.data_root "
                               "(--data-root) to the folder holding it (layouts: modelguard_fast/data/local.py)")
-        for key, allowed in (("defenses", DEFENSES), ("queries", QUERIES), ("strategies", STRATEGIES)):
+        for key, allowed in (("defenses", DEFENSES), ("queries", QUERY_STRATEGIES),
+                             ("strategies", RECOVERY_STRATEGIES)):
             values = getattr(self, key)
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"run.{key} must be a non-empty list, got {values!r}")

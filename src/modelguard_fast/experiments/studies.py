@@ -30,7 +30,8 @@ from ..data.outliers import sample_image_patches, sample_ood_patches
 from ..defense import Defense
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, Setup, build_defense
+from ..defenses.registry import DEFENSES
+from .setup import Setup, build_defense
 from .threads import single_threaded
 
 #: OOD test sets of ood_auroc (see its docstring).
@@ -151,7 +152,7 @@ def response_times(setup: Setup, batch_sizes: Sequence[int] = (1, 256), eps: flo
     finally:
         torch.set_num_threads(previous_threads)
     header = ["defense", "batch", "total s/query", "target s/query", "defense s/query", "total / None"]
-    rows = [[DEFENSE_NAMES[name], batch, *medians[name, batch], medians[name, batch][0] / medians["none", batch][0]]
+    rows = [[DEFENSES[name].label, batch, *medians[name, batch], medians[name, batch][0] / medians["none", batch][0]]
             for name in setup.defenses for batch in batch_sizes]
     return header, rows
 
@@ -245,9 +246,9 @@ def ood_auroc(setup: Setup, eps_values: Sequence[float] = DEFAULT_EPS_VALUES, oo
     rows = []
     for name in ("none", "top1"):
         value = auroc(name, 1.0)
-        rows.append([DEFENSE_NAMES[name], *[value] * len(eps_values)])
+        rows.append([DEFENSES[name].label, *[value] * len(eps_values)])
     for name in OOD_DEFENSES:
-        rows.append([DEFENSE_NAMES[name], *[auroc(name, eps) for eps in eps_values]])
+        rows.append([DEFENSES[name].label, *[auroc(name, eps) for eps in eps_values]])
     return header, rows
 
 
