@@ -86,6 +86,22 @@ def test_bad_config_names_key_value_and_allowed(changes, message):
         mgf.AttackConfig.from_dict(changes)
 
 
+def test_config_tables_stand_for_their_prefixed_fields():
+    nested = {"epochs": 3, "jbda": {"seed_size": 40, "input_range": [-1.0, 1.0]}, "ddae": {"shadow_models": 2},
+              "bayes": {"means": "received"}}
+    flat = {"epochs": 3, "jbda_seed_size": 40, "jbda_input_range": [-1.0, 1.0], "ddae_shadow_models": 2,
+            "bayes_means": "received"}
+    assert mgf.AttackConfig.from_dict(nested) == mgf.AttackConfig.from_dict(flat)
+    with pytest.raises(ValueError, match=r"unknown key 'seeds' in \[attack.jbda\]; allowed keys: weight_decay, "
+                                         "seed_size, new_per_sample"):
+        mgf.AttackConfig.from_dict({"jbda": {"seeds": 4}})
+    with pytest.raises(ValueError, match=r"jbda_seed_size is given twice, as \[attack\] jbda_seed_size and as "
+                                         r"\[attack.jbda\] seed_size; give it once"):
+        mgf.AttackConfig.from_dict({"jbda_seed_size": 4, "jbda": {"seed_size": 5}})
+    with pytest.raises(ValueError, match="AttackConfig.ddae_shadow_models must be a positive integer, got 0"):
+        mgf.AttackConfig.from_dict({"ddae": {"shadow_models": 0}})
+
+
 def test_bad_paper_dataset():
     with pytest.raises(ValueError, match="dataset must be one of 'caltech256', 'cub200', 'cifar100', 'cifar10'; "
                                          "got 'mnist'"):

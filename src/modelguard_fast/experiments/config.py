@@ -33,6 +33,9 @@ Example (every key optional; shown with the defaults)::
     [attack]                  # any AttackConfig field; defaults: AttackConfig.small() for the bundled
                               # datasets, AttackConfig.paper(dataset) for CIFAR
     epochs = 30
+
+    [attack.jbda]             # a table per prefix (jbda, s4l, smoothing, ddae, restorer, bayes):
+    seed_size = 100           # the same as jbda_seed_size = 100 under [attack]; give each field once
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .. import params
 from .._validation import torch_device
 from ..attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
+from ..attacks.config import flatten_sections
 from ..data.bundled import BUNDLED
 from ..defenses.registry import DEFENSES
 from .presets import PIPELINE_DATASETS
@@ -166,4 +170,9 @@ class RunConfig:
         unknown = set(values) - names
         if unknown:
             raise ConfigError(f"unknown key(s) {sorted(unknown)} in [run]; allowed: {sorted(names - {'attack'})}")
+        if isinstance(values.get("attack"), Mapping):
+            try:
+                values["attack"] = flatten_sections(values["attack"])
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         return cls(**values).validate()
