@@ -32,12 +32,12 @@ import numpy as np
 from .. import _arrays, params
 from .._kernels import C as _C
 from .._validation import choice, float_dtype, positive_int, raise_row_error
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
 from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
 from . import _forksafe
-from .base import Defense
 from .modelguard_s_frozen import FrozenModelGuardS
 
 ORDERS = ("first", "nearest")

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from .. import _arrays, params
+from ..defense import Defense
 from ..ops.mgs import check_packed, indexed_store, packed_to_device, search_cuda, search_indexed
-from .base import Defense
 
 
 class FrozenModelGuardS(Defense):
