@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..defense import Defense
 from ..training import predict_proba
+from ..training.loop import train_loop
 from ._seeding import ModelSource, build_model, derive_seed, isolated_rng
 from .config import AttackConfig
 from .substitute import TrainSettings, train_substitute
@@ -80,20 +81,11 @@ def train_restorer(perturbed: torch.Tensor, clean: torch.Tensor, config: AttackC
                                     weight_decay=config.restorer_weight_decay)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.restorer_lr_step,
                                                    gamma=config.restorer_lr_gamma)
-        restorer.train()
-        for _ in tqdm(range(config.restorer_epochs), desc="restorer", disable=not verbose, leave=False):
-            order = torch.randperm(len(perturbed), generator=shuffle)
-            for start in range(0, len(order), config.restorer_batch_size):
-                idx = order[start:start + config.restorer_batch_size]
-                if len(idx) < 2:
-                    continue
-                out = restorer(perturbed[idx].to(device))
-                loss = F.l1_loss(out, clean[idx].to(device)) * C
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    return restorer.eval()
+        return train_loop(restorer, optimizer, len(perturbed), config.restorer_batch_size, shuffle,
+                          lambda idx, step, state: F.l1_loss(restorer(perturbed[idx].to(device)),
+                                                             clean[idx].to(device)) * C,
+                          epochs=config.restorer_epochs, schedule=schedule, min_batch=2, progress=verbose,
+                          desc="restorer")
 
 
 @torch.no_grad()
