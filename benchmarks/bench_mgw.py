@@ -20,7 +20,6 @@ import torch
 
 import modelguard_fast as mgf
 from conftest import median_seconds, timed
-from modelguard_fast import _C
 from modelguard_fast.ops import solve_mgw
 
 EPS = 1.0
@@ -63,11 +62,11 @@ def test_mgw_cpu_vs_highs(benchmark, ratios, C, batch):
                        iterations=10 if batch == 1 else 1, warmup_rounds=1)
     ours = median_seconds(benchmark) / batch
     theirs = timed(lambda: highs_rows(reference_rows, highs), repeats=3) / len(reference_rows)
-    ratios.add(benchmark.group, f"modelguard_fast (cpu, {_C.max_threads()} threads)", ours)
+    ratios.add(benchmark.group, f"modelguard_fast (cpu, {mgf.kernel_threads()} threads)", ours)
     ratios.add(benchmark.group, f"reference: HiGHS row by row ({len(reference_rows)} rows timed)", theirs,
                reference=True)
     benchmark.extra_info.update(seconds_per_row=ours, highs_seconds_per_row=theirs, ratio=theirs / ours,
-                                highs_rows_timed=len(reference_rows), threads=_C.max_threads())
+                                highs_rows_timed=len(reference_rows), threads=mgf.kernel_threads())
 
 
 @pytest.mark.skipif(not mgf.cuda_available(), reason="needs a CUDA GPU and a CUDA build")
@@ -98,6 +97,6 @@ def test_mgw_cuda_rows_per_second(benchmark, ratios):
     cpu_rows = host[:65536]
     cpu = timed(lambda: solve_mgw(cpu_rows, eps=EPS), repeats=3) / len(cpu_rows)
     ratios.add(benchmark.group, "modelguard_fast (cuda, CUDA events)", gpu)
-    ratios.add(benchmark.group, f"reference: modelguard_fast (cpu, {_C.max_threads()} threads, 65536 rows)", cpu,
+    ratios.add(benchmark.group, f"reference: modelguard_fast (cpu, {mgf.kernel_threads()} threads, 65536 rows)", cpu,
                reference=True)
     benchmark.extra_info.update(rows_per_second=1.0 / gpu, cpu_rows_per_second=1.0 / cpu)

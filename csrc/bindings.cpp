@@ -25,7 +25,9 @@ namespace {
 
 template <typename T>
 void require(const py::array& a, int64_t size, const char* name, bool writable) {
-  if (!py::isinstance<py::array_t<T>>(a) || !py::dtype::of<T>().is(a.dtype())) {
+  // Equality, not identity: an unpickled array carries an equal dtype object that is not numpy's
+  // canonical one. Equality also tells byte orders apart ('>f4' != '<f4').
+  if (!py::isinstance<py::array_t<T>>(a) || !a.dtype().equal(py::dtype::of<T>())) {
     throw std::invalid_argument(std::string(name) + ": wrong dtype");
   }
   if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": not C-contiguous");
@@ -392,6 +394,9 @@ void bind_testing(py::module_& m) {
   py::module_ t = m.def_submodule("_testing", "Test-only hooks of the kernels; not a public API.");
   t.def("mgw_heap_sort_order", &mgw_heap_sort_order, py::arg("y"));
   t.def("mgw_logs", &mgw_logs, py::arg("values"), py::arg("simd"));
+  t.def(
+      "mgw_cuda_threads", [](int64_t B, int64_t C) { return mgf::mgw_cuda_workspace(B, C).threads; },
+      py::arg("B"), py::arg("C"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ from torch import nn
 import modelguard_fast as mgf
 from modelguard_fast import attacks
 from modelguard_fast.attacks import ddae
+from modelguard_fast.defense import check_replayable
 
 CPU = torch.device("cpu")
 
@@ -83,6 +84,22 @@ def test_bad_config_names_key_value_and_allowed(changes, message):
         mgf.AttackConfig().replace(**changes)
     with pytest.raises(ValueError, match=message):
         mgf.AttackConfig.from_dict(changes)
+
+
+def test_config_tables_stand_for_their_prefixed_fields():
+    nested = {"epochs": 3, "jbda": {"seed_size": 40, "input_range": [-1.0, 1.0]}, "ddae": {"shadow_models": 2},
+              "bayes": {"means": "received"}}
+    flat = {"epochs": 3, "jbda_seed_size": 40, "jbda_input_range": [-1.0, 1.0], "ddae_shadow_models": 2,
+            "bayes_means": "received"}
+    assert mgf.AttackConfig.from_dict(nested) == mgf.AttackConfig.from_dict(flat)
+    with pytest.raises(ValueError, match=r"unknown key 'seeds' in \[attack.jbda\]; allowed keys: weight_decay, "
+                                         "seed_size, new_per_sample"):
+        mgf.AttackConfig.from_dict({"jbda": {"seeds": 4}})
+    with pytest.raises(ValueError, match=r"jbda_seed_size is given twice, as \[attack\] jbda_seed_size and as "
+                                         r"\[attack.jbda\] seed_size; give it once"):
+        mgf.AttackConfig.from_dict({"jbda_seed_size": 4, "jbda": {"seed_size": 5}})
+    with pytest.raises(ValueError, match="AttackConfig.ddae_shadow_models must be a positive integer, got 0"):
+        mgf.AttackConfig.from_dict({"ddae": {"shadow_models": 0}})
 
 
 def test_bad_paper_dataset():
@@ -283,7 +300,7 @@ def test_restorer_trains_and_restores_in_eval_mode():
 # ------------------------------------------------------------------ partial Bayes table
 def test_table_draws_have_the_right_mean_and_precision():
     mean = torch.tensor([[0.6, 0.3, 0.1]])
-    offline = attacks.OfflineDefense(mgf.NoDefense())
+    offline = mgf.NoDefense().offline_map()
     table = attacks.draw_table(offline, mean, 20000, precision=24.0, rng=np.random.default_rng(0))
     assert table.per_image == 20000 and len(table) == 20000 and table.clean.dtype == torch.float32
     draws = table.clean.double()
@@ -295,7 +312,7 @@ def test_table_draws_have_the_right_mean_and_precision():
 
 def test_table_rows_are_grouped_by_image_in_order():
     means = torch.eye(3) * 0.97 + 0.01
-    table = attacks.draw_table(attacks.OfflineDefense(mgf.NoDefense()), means, 30, 8 * 3,
+    table = attacks.draw_table(mgf.NoDefense().offline_map(), means, 30, 8 * 3,
                                np.random.default_rng(0))
     assert table.per_image == 10 and table.draws == 30
     assert table.clean.argmax(dim=1).tolist() == [0] * 10 + [1] * 10 + [2] * 10
@@ -306,7 +323,8 @@ def test_modelguard_s_table_uses_the_frozen_view_and_drops_rows_beyond_eps():
     guard = mgf.ModelGuardS(10, eps=0.6)
     guard(clean)
     centroids = guard.num_centroids
-    offline = attacks.OfflineDefense(guard)
+    offline = guard.offline_map()
+    assert isinstance(offline, mgf.FrozenModelGuardS)
     table = attacks.draw_table(offline, clean, 300 * 20, 80.0, np.random.default_rng(1))
     assert guard.num_centroids == centroids  # the attacker's replay never inserts
     assert 0 < len(table) < table.draws  # the nearest fallback gives rows beyond eps, which are dropped
@@ -324,7 +342,7 @@ def test_pbayes_recovers_modelguard_w_much_better_than_modelguard_s():
     distances = {}
     for name, live in [("W", mgf.ModelGuardW(eps=0.5)), ("S", mgf.ModelGuardS(10, eps=0.5))]:
         received = live(clean)
-        table = attacks.draw_table(attacks.OfflineDefense(live), clean, 300 * 40, 80.0, np.random.default_rng(0))
+        table = attacks.draw_table(live.offline_map(), clean, 300 * 40, 80.0, np.random.default_rng(0))
         recovered = attacks.recover(table, received, delta=0.01, top1_filter=True)
         distances[name] = (attacks.recovery_distance(received, clean), attacks.recovery_distance(recovered, clean))
     (naive_w, bayes_w), (naive_s, bayes_s) = distances["W"], distances["S"]
@@ -333,29 +351,30 @@ def test_pbayes_recovers_modelguard_w_much_better_than_modelguard_s():
     assert bayes_s > 0.8 * naive_s  # which it hardly undoes at all
 
 
-def test_offline_defense_refuses_randomized_defenses():
+def test_offline_map_refuses_randomized_defenses():
     class Noisy(mgf.NoDefense):
         name = "Noisy"
         deterministic = False
 
     with pytest.raises(ValueError, match="Noisy is randomized; partial Bayes and D-DAE need a deterministic"):
-        attacks.OfflineDefense(Noisy())
+        Noisy().offline_map()
     with pytest.raises(TypeError, match="defense must be a modelguard_fast Defense, got str"):
-        attacks.OfflineDefense("top1")
+        check_replayable("top1")
 
 
-def test_offline_defense_gives_mad_its_view_of_each_image():
+def test_offline_map_gives_mad_its_view_of_each_image():
     splits, target = digits_case()
     mad = mgf.MAD.from_target(target, seed=3, eps=0.5)
-    offline = attacks.OfflineDefense(mad)
+    offline = mad.offline_map()
+    assert offline is mad  # a stateless defense is its own offline map
     x = splits.pool_x[:12]
-    views = offline.views(x)
+    views = offline.query_views(x)
     assert views.shape == (12, 10)
     clean = clean_probs(12)
-    answers, keep = offline(clean, views)
+    answers, keep = offline.replay(clean, views)
     torch.testing.assert_close(answers, mgf.GuardedModel(target, mad)(x))
     assert bool(keep.all())
-    assert attacks.OfflineDefense(mgf.Top1()).views(x) is None
+    assert mgf.Top1().offline_map().query_views(x) is None
 
 
 # ------------------------------------------------------------------ metrics

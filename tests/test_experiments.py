@@ -68,6 +68,13 @@ def test_bad_configuration_names_key_value_and_choices(tmp_path, capsys):
     path.write_text("[attack]\nepoch = 5\n")
     with pytest.raises(ConfigError, match=r"\[attack\]"):
         RunConfig.load(path)
+    path.write_text("[attack]\njbda_seed_size = 5\n[attack.jbda]\nseed_size = 6\n")
+    with pytest.raises(ConfigError, match=r"jbda_seed_size is given twice"):
+        RunConfig.load(path)
+    path.write_text("[attack]\nepochs = 5\n[attack.jbda]\nseed_size = 6\n[attack.restorer]\nepochs = 7\n")
+    nested = RunConfig.load(path)  # a table per prefix: the same settings, the same record, the same cache keys
+    assert nested.attack == {"epochs": 5, "jbda_seed_size": 6, "restorer_epochs": 7}
+    assert nested.attack_config() == RunConfig.load(attack=nested.attack).attack_config()
     assert main(["run", "--dataset", "digits", "--defenses", "nothing"]) == 2
     assert "run.defenses = 'nothing' is not allowed" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse refuses it, by modelguard_fast.params.eps

@@ -9,7 +9,8 @@ from modelguard_fast.attacks import AttackConfig
 from modelguard_fast.cli import main
 from modelguard_fast.experiments import plots, studies
 from modelguard_fast.experiments.cache import Cache
-from modelguard_fast.experiments.setup import DEFENSE_NAMES, DEFENSES, prepare
+from modelguard_fast.defenses.registry import DEFENSES
+from modelguard_fast.experiments.setup import prepare
 
 TARGET_EPOCHS = 2
 
@@ -31,7 +32,7 @@ def png_written(path):
 def test_response_times_of_every_defense_at_every_batch_size(setup, tmp_path):
     header, rows = studies.response_times(setup, batch_sizes=(1, 16), repeats=2, warmup=1)
     assert header[:2] == ["defense", "batch"] and len(header) == 6
-    assert [(r[0], r[1]) for r in rows] == [(DEFENSE_NAMES[d], b) for d in DEFENSES for b in (1, 16)]
+    assert [(r[0], r[1]) for r in rows] == [(spec.label, b) for spec in DEFENSES.values() for b in (1, 16)]
     for row in rows:
         total, forward, own, ratio = row[2:]
         assert total > 0 and forward > 0 and own > 0 and ratio > 0

@@ -1,10 +1,10 @@
 """modelguard_fast: fast, durable defenses against model extraction, and the attacks that test them."""
 
 from . import attacks, ops, stores
-from ._backend import available_backends, cuda_available, cuda_built
+from ._backend import available_backends, cuda_available, cuda_built, kernel_threads
 from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
-from .defenses.base import Defense
+from .defense import Defense, DefenseStats
 from .defenses.mad import MAD, random_surrogate
 from .defenses.modelguard_s import CapacityError, ModelGuardS
 from .defenses.modelguard_s_frozen import FrozenModelGuardS
@@ -28,6 +28,7 @@ __all__ = [
     "AttackResult",
     "CapacityError",
     "Defense",
+    "DefenseStats",
     "FrozenModelGuardS",
     "GuardedModel",
     "JournalError",
@@ -48,6 +49,7 @@ __all__ = [
     "cuda_available",
     "cuda_built",
     "evaluate_utility",
+    "kernel_threads",
     "ops",
     "random_surrogate",
     "run_attack",

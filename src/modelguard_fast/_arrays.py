@@ -312,6 +312,20 @@ def restore(result: Any, batch: Batch) -> Any:
     return result
 
 
+def restore_mask(mask: Any, batch: Batch) -> Any:
+    """A per-row bool mask (numpy on the CPU, torch on CUDA) of `batch`'s rows, as the caller's array kind:
+    (B,) for a batch, () for a single (C,) prediction."""
+    if batch.was_1d:
+        mask = mask[0]
+    if batch.kind == "cupy":
+        import cupy
+
+        return cupy.from_dlpack(mask)
+    if batch.kind == "torch" and not batch.on_cuda:
+        return _torch().from_numpy(np.asarray(mask))
+    return mask
+
+
 def private_copy(x: Any) -> Any:
     """A copy of a numpy array or CPU torch tensor (same type, dtype and shape) that no other thread
     can write to; anything else (CUDA and cupy arrays, or inputs `checked` refuses) unchanged."""

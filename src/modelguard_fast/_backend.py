@@ -27,6 +27,11 @@ def require_cuda(what: str) -> None:
         raise RuntimeError(f"{what} is a CUDA array, but no CUDA device is visible to modelguard_fast")
 
 
+def kernel_threads() -> int:
+    """The number of threads the CPU kernels run on (OpenMP's maximum; OMP_NUM_THREADS sets it)."""
+    return int(_C.max_threads())
+
+
 #: Every backend name, in order of preference for CPU arrays then CUDA arrays.
 BACKENDS = ("cpu-avx512", "cpu", "cuda")
 

@@ -116,6 +116,9 @@ def _seeds_arg(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES
+    from .defenses.registry import DEFENSES
+
     parser = argparse.ArgumentParser(prog="modelguard-fast", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -133,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_options(run)
     run.add_argument("--eps", type=float, help="L1 budget of ModelGuard-W, ModelGuard-S and MAD; RevSig's beta is "
                                                "calibrated to it (default: 1.0)")
-    run.add_argument("--defenses", nargs="+", help="subset of: none revsig mad am top1 rounding mgw mgs")
-    run.add_argument("--queries", nargs="+", help="subset of: knockoff jbda")
-    run.add_argument("--strategies", nargs="+", help="subset of: naive top1 s4l smoothing ddae ddae+ pbayes")
+    run.add_argument("--defenses", nargs="+", help=f"subset of: {' '.join(DEFENSES)}")
+    run.add_argument("--queries", nargs="+", help=f"subset of: {' '.join(QUERY_STRATEGIES)}")
+    run.add_argument("--strategies", nargs="+", help=f"subset of: {' '.join(RECOVERY_STRATEGIES)}")
     run.set_defaults(handler=_run)
 
     from .experiments.sweep import SWEEP_DEFENSES, SWEEP_EPS, SWEEP_STRATEGIES
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--defenses", dest="sweep_defenses", nargs="+", default=list(SWEEP_DEFENSES),
                        help=f"subset of: {' '.join(SWEEP_DEFENSES)} (default: all)")
     sweep.add_argument("--strategies", dest="sweep_strategies", nargs="+", default=list(SWEEP_STRATEGIES),
-                       help="attack strategies, subset of: naive top1 s4l smoothing ddae ddae+ pbayes "
+                       help=f"attack strategies, subset of: {' '.join(RECOVERY_STRATEGIES)} "
                             f"(default: {' '.join(SWEEP_STRATEGIES)})")
     sweep.set_defaults(handler=_sweep)
 

@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
-from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
 
 from ._validation import choice
-from .defenses.base import Defense
+from .defense import Defense, serving
 
 OUTPUTS = ("logits", "probs")
-
-
-@contextmanager
-def serving(model: nn.Module) -> Iterator[None]:
-    """Runs the block with every submodule of `model` in eval mode and under torch.inference_mode().
-
-    Submodules that were in training mode are switched back when the block
-    ends (also on an error), so serving never changes the model: batch
-    normalisation uses its running statistics and leaves them untouched,
-    dropout is off, and each answer depends on its own row only.
-    """
-    training = [module for module in model.modules() if module.training]
-    for module in training:
-        module.training = False
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        for module in training:
-            module.training = True
 
 
 class GuardedModel(nn.Module):
@@ -41,8 +19,9 @@ class GuardedModel(nn.Module):
     forward(x) runs `model` on the query batch x (B, ...), takes the softmax
     (outputs="logits", the default; outputs="probs" when the model already
     returns probabilities), in float32 (float64 for float64 models), and
-    answers with defense(probs) (B, C), or defense(probs, defense.query_view(x))
-    for defenses that look at the query (MAD, Adaptive Misinformation).
+    answers with defense.defend(probs, x) (B, C): the defense's answers, with
+    its view of x for defenses that look at the query (MAD, Adaptive
+    Misinformation; see modelguard_fast.defense).
 
     Serving never changes the model and never makes an answer depend on the
     rest of its batch: the model (and the defense's query model) run in eval
@@ -95,7 +74,7 @@ class GuardedModel(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.answer(self.probabilities(x), self.query_view(x))
+        return self.defense.defend(self.probabilities(x), x)
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """The undefended probabilities (B, C) of the model for the query batch x (B, ...)."""
@@ -113,26 +92,6 @@ class GuardedModel(nn.Module):
         # Probabilities computed in half precision stay in it: the defense then allows their sums the
         # rounding of that dtype (modelguard_fast.params.row_sum_tolerance) and answers in float32.
         return out
-
-    def query_view(self, x: torch.Tensor) -> Optional[Any]:
-        """The defense's view of the queries x (MAD, AM), computed in eval and inference mode; None for others."""
-        if not self.defense.needs_query:
-            return None
-        model = self.query_model if self.query_model is not None else nn.Module()
-        with self._mode_lock, serving(model):
-            view = self.defense.query_view(x)
-        return view.clone() if isinstance(view, torch.Tensor) else view
-
-    def answer(self, probs: torch.Tensor, view: Optional[Any] = None) -> torch.Tensor:
-        """The defense's answers to clean probabilities (B, C), with the query view for MAD and AM."""
-        with torch.no_grad():
-            if self.defense.needs_query:
-                return self.defense(probs, view)
-            return self.defense(probs)
-
-    def defend(self, probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The defense's answers to the queries x whose clean probabilities are `probs`."""
-        return self.answer(probs, self.query_view(x))
 
     def extra_repr(self) -> str:
         return f"defense={self.defense!r}, outputs={self.outputs!r}"

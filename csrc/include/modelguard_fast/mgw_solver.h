@@ -42,17 +42,22 @@
 //
 // On the CPU, rows of 2 to 256 classes are checked, sorted and summed in one
 // AVX-512 pass where the CPU has it (csrc/cpu/mgw_avx512.cpp); it writes the
-// same bits as mgw_gather, mgw_heap_sort, mgw_prefix and mgw_row_sum below,
+// same bits as mgw_gather, mgw_heap_sort, mgw_prefix and mgw_row_sum (mgw_row.h),
 // which the GPU runs.
 //
 // Rows that do not sum exactly to 1: the budget is taken as eps + |1 - sum y|,
 // the least that lets x be a distribution at all; for float64 rows that is
 // within rounding of eps.
+//
+// This header holds the solver; mgw_math.h the portable arithmetic and
+// mgw_row.h the row preparation it starts from.
 #pragma once
 
-#include <cstring>
+#include <cstdint>
 
 #include "modelguard_fast/common.h"
+#include "modelguard_fast/mgw_math.h"
+#include "modelguard_fast/mgw_row.h"
 
 namespace mgf {
 
@@ -60,193 +65,6 @@ namespace mgf {
 // roundings of quantities of size 1, so that eps = 0 rows whose margin holds
 // exactly are not lost to rounding.
 constexpr double kMgwFeasibilitySlack = 1e-14;
-
-template <typename T>
-struct StridedSpan {
-  T* data;
-  int64_t stride;
-  MGF_HD T& operator[](int64_t i) const { return data[i * stride]; }
-};
-
-// Per-row scratch for n = C - 1 classes: sorted values ys[n], their class
-// indices perm[n], prefix sums Y[n + 1] of ys, and the costs cs[n] and their
-// partial sums Cc[n + 2], both filled on demand (see MgwRow::cost_sum).
-struct MgwWorkspace {
-  StridedSpan<double> ys;
-  StridedSpan<int32_t> perm;
-  StridedSpan<double> cs;
-  StridedSpan<double> Y;
-  StridedSpan<double> Cc;
-};
-
-MGF_HD inline bool mgw_key_less(double ya, int32_t ia, double yb, int32_t ib) {
-  return ya < yb || (ya == yb && ia < ib);
-}
-
-MGF_HD inline void mgw_sift_down(StridedSpan<double> y, StridedSpan<int32_t> idx, int64_t root, int64_t end) {
-  const double ry = y[root];
-  const int32_t ri = idx[root];
-  while (2 * root + 1 < end) {
-    int64_t child = 2 * root + 1;
-    if (child + 1 < end && mgw_key_less(y[child], idx[child], y[child + 1], idx[child + 1])) ++child;
-    if (!mgw_key_less(ry, ri, y[child], idx[child])) break;
-    y[root] = y[child];
-    idx[root] = idx[child];
-    root = child;
-  }
-  y[root] = ry;
-  idx[root] = ri;
-}
-
-// In-place heapsort ascending by (y, class index); keys are distinct, so any
-// correct sort (std::sort on the host) gives the same order.
-MGF_HD inline void mgw_heap_sort(StridedSpan<double> y, StridedSpan<int32_t> idx, int64_t n) {
-  for (int64_t i = n / 2; i-- > 0;) mgw_sift_down(y, idx, i, n);
-  for (int64_t end = n - 1; end > 0; --end) {
-    const double ty = y[0];
-    const int32_t ti = idx[0];
-    y[0] = y[end];
-    idx[0] = idx[end];
-    y[end] = ty;
-    idx[end] = ti;
-    mgw_sift_down(y, idx, 0, end);
-  }
-}
-
-MGF_HD inline uint64_t mgw_bits(double v) {
-#if defined(__CUDA_ARCH__)
-  return static_cast<uint64_t>(__double_as_longlong(v));
-#else
-  uint64_t b;
-  std::memcpy(&b, &v, sizeof b);
-  return b;
-#endif
-}
-
-MGF_HD inline double mgw_from_bits(uint64_t b) {
-#if defined(__CUDA_ARCH__)
-  return __longlong_as_double(static_cast<long long>(b));
-#else
-  double v;
-  std::memcpy(&v, &b, sizeof v);
-  return v;
-#endif
-}
-
-// Natural logarithm of a positive finite v: fdlibm's __ieee754_log (error
-// below 1 ulp), written out here so the CPU and the GPU compute the same bits
-// (their libm logs differ in the last place, which could tip comparisons).
-MGF_HD inline double mgw_log(double v) {
-  const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
-  const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01, Lg3 = 2.857142874366239149e-01,
-               Lg4 = 2.222219843214978396e-01, Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
-               Lg7 = 1.479819860511658591e-01;
-  uint64_t bits = mgw_bits(v);
-  int32_t hx = static_cast<int32_t>(bits >> 32);
-  int32_t k = 0;
-  if (hx < 0x00100000) {  // subnormal: scale by 2^54
-    v *= 1.80143985094819840000e+16;
-    k -= 54;
-    bits = mgw_bits(v);
-    hx = static_cast<int32_t>(bits >> 32);
-  }
-  k += (hx >> 20) - 1023;
-  hx &= 0x000fffff;
-  const int32_t i = (hx + 0x95f64) & 0x100000;
-  // Normalise the mantissa into [sqrt(2)/2, sqrt(2)).
-  const uint64_t high = static_cast<uint64_t>(static_cast<uint32_t>(hx | (i ^ 0x3ff00000)));
-  v = mgw_from_bits((high << 32) | (bits & 0xffffffffull));
-  k += i >> 20;
-  const double f = v - 1.0;
-  const double dk = double(k);
-  if ((0x000fffff & (2 + hx)) < 3) {  // |f| < 2^-20
-    if (f == 0.0) return k == 0 ? 0.0 : dk * ln2_hi + dk * ln2_lo;
-    const double R = f * f * (0.5 - 0.33333333333333333 * f);
-    return k == 0 ? f - R : dk * ln2_hi - ((R - dk * ln2_lo) - f);
-  }
-  const double s = f / (2.0 + f);
-  const double z = s * s;
-  const double w = z * z;
-  const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
-  const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
-  const double R = t2 + t1;
-  if (((hx - 0x6147a) | (0x6b851 - hx)) > 0) {
-    const double hfsq = 0.5 * f * f;
-    return k == 0 ? f - (hfsq - s * (hfsq + R)) : dk * ln2_hi - ((hfsq - (s * (hfsq + R) + dk * ln2_lo)) - f);
-  }
-  return k == 0 ? f - s * (f - R) : dk * ln2_hi - ((s * (f - R) - dk * ln2_lo) - f);
-}
-
-// Row sum, compensated: rows that sum to 1 up to rounding should not look
-// short of mass by the rounding of a naive sum. Entry k goes to lane k mod 8;
-// each lane keeps its sum and the exact rounding errors (Knuth's TwoSum, no
-// branches), so the lanes run in parallel (SIMD on the CPU); mgw_lanes_total
-// then adds the lanes up in a fixed order.
-constexpr int kMgwSumLanes = 8;
-
-MGF_HD inline void mgw_two_sum(double& s, double& comp, double v) {
-  const double t = s + v;
-  const double vp = t - s;
-  comp += (s - (t - vp)) + (v - vp);
-  s = t;
-}
-
-MGF_HD inline double mgw_lanes_total(const double* s, const double* comp) {
-  double total = 0.0, c = 0.0;
-  for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(total, c, s[j]);
-  for (int j = 0; j < kMgwSumLanes; ++j) c += comp[j];
-  return total + c;
-}
-
-template <typename T>
-MGF_HD inline double mgw_row_sum(const T* y, int64_t C) {
-  double s[kMgwSumLanes], comp[kMgwSumLanes];
-  for (int j = 0; j < kMgwSumLanes; ++j) s[j] = comp[j] = 0.0;
-  int64_t k = 0;
-  for (; k + kMgwSumLanes <= C; k += kMgwSumLanes) {
-    MGF_UNROLL
-    for (int j = 0; j < kMgwSumLanes; ++j) mgw_two_sum(s[j], comp[j], double(y[k + j]));
-  }
-  MGF_UNROLL
-  for (int j = 0; j < kMgwSumLanes; ++j) {
-    if (k + j < C) mgw_two_sum(s[j], comp[j], double(y[k + j]));
-  }
-  return mgw_lanes_total(s, comp);
-}
-
-// Copies the classes other than t into ws.ys / ws.perm, unsorted.
-template <typename T>
-MGF_HD inline void mgw_gather(const T* y, int64_t C, int64_t t, const MgwWorkspace& ws) {
-  int64_t q = 0;
-  for (int64_t k = 0; k < C; ++k) {
-    if (k == t) continue;
-    ws.ys[q] = double(y[k]) + 0.0;  // -0.0 becomes +0.0, so bit patterns order like values
-    ws.perm[q] = static_cast<int32_t>(k);
-    ++q;
-  }
-}
-
-// Prefix sums of the sorted values, in blocks of kMgwPrefixBlock: within a
-// block a running local sum, each added to the sum of the blocks before, so
-// the chain of dependent additions is short (the CPU runs the blocks in SIMD).
-// Still non-decreasing (every rounding is monotone), and Y[8 b] is exactly
-// the base that block b's entries are added to.
-constexpr int kMgwPrefixBlock = 8;
-
-MGF_HD inline void mgw_prefix(const MgwWorkspace& ws, int64_t n) {
-  double base = 0.0;
-  ws.Y[0] = 0.0;
-  for (int64_t b = 0; b < n; b += kMgwPrefixBlock) {
-    double local = 0.0;
-    double end = base;
-    for (int64_t q = b; q < b + kMgwPrefixBlock && q < n; ++q) {
-      local = q == b ? ws.ys[q] : local + ws.ys[q];
-      end = base + local;
-      ws.Y[q + 1] = end;
-    }
-    base = end;
-  }
-}
 
 // out[q] = mgw_log(ys[q] + shift) for q < count, with mgw_log's bits.
 using MgwLogBlock = void (*)(const double* ys, int64_t count, double shift, double* out);

@@ -6,11 +6,12 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 
-QUERY_STRATEGIES = ("knockoff", "jbda")
-RECOVERY_STRATEGIES = ("naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes")
 BAYES_MEANS = ("clean", "received")
+#: Tables of settings (TOML's [attack.jbda], a nested mapping in from_dict), each standing for the fields
+#: with its name as prefix: {"jbda": {"seed_size": 100}} is jbda_seed_size = 100.
+SECTIONS = ("jbda", "s4l", "smoothing", "ddae", "restorer", "bayes")
 PAPER_DATASETS = ("caltech256", "cub200", "cifar100", "cifar10")
 
 
@@ -204,11 +205,13 @@ class AttackConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "AttackConfig":
-        """From a mapping such as a parsed JSON or TOML file; unknown keys are refused."""
+        """From a mapping such as a parsed JSON or TOML file: field names, or tables of SECTIONS
+        (flatten_sections); unknown keys are refused."""
         if not isinstance(values, Mapping):
             raise TypeError(f"AttackConfig.from_dict takes a mapping, got {type(values).__name__}")
+        values = flatten_sections(values)
         _check_keys(values)
-        return cls(**dict(values))
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         """Field values (tuples as lists), ready for JSON."""
@@ -229,6 +232,28 @@ def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(AttackConfig))
 
 
+def flatten_sections(values: Mapping[str, Any], where: str = "attack") -> dict[str, Any]:
+    """`values` with each table of SECTIONS replaced by the fields it stands for: {"ddae": {"shadow_models":
+    5}} becomes {"ddae_shadow_models": 5}. Other keys are kept as they are. Raises ValueError for a key of a
+    table that names no field, and for a field given both ways (`where` names the table in errors)."""
+    allowed = field_names()
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in SECTIONS or not isinstance(value, Mapping):
+            flat[key] = value
+            continue
+        for part, item in value.items():
+            name = f"{key}_{part}"
+            if name not in allowed:
+                keys = [n[len(key) + 1:] for n in allowed if n.startswith(key + "_")]
+                raise ValueError(f"unknown key {part!r} in [{where}.{key}]; allowed keys: {', '.join(keys)}")
+            if name in values:
+                raise ValueError(f"{name} is given twice, as [{where}] {name} and as [{where}.{key}] {part}; "
+                                 "give it once")
+            flat[name] = item
+    return flat
+
+
 def _check_keys(values: Mapping[str, Any]) -> None:
     allowed = field_names()
     for key in values:
@@ -237,10 +262,6 @@ def _check_keys(values: Mapping[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- field rules
-def _fail(name: str, value: Any, expected: str) -> None:
-    raise ValueError(f"AttackConfig.{name} must be {expected}, got {value!r}")
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -249,108 +270,68 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        _fail(name, value, "a positive integer")
+@dataclass(frozen=True)
+class _Rule:
+    """A field's rule, stated once: `test(value)` holds, or ValueError naming the field and `expected`."""
+
+    expected: str
+    test: Callable[[Any], bool]
+    separator: str = ","
+
+    def __call__(self, name: str, value: Any) -> None:
+        if not self.test(value):
+            raise ValueError(f"AttackConfig.{name} must be {self.expected}{self.separator} got {value!r}")
+
+    def or_none(self) -> "_Rule":
+        return _Rule(f"{self.expected} or None", lambda v: v is None or self.test(v))
 
 
-def _optional_positive_int(name: str, value: Any) -> None:
-    if value is not None and (not _is_int(value) or value < 1):
-        _fail(name, value, "a positive integer or None")
+def _int_at_least(low: int, expected: str) -> _Rule:
+    return _Rule(expected, lambda v: _is_int(v) and v >= low)
 
 
-def _batch_norm_batch(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 2:
-        _fail(name, value, "an integer >= 2 (batch normalisation needs two rows per batch)")
+def _real(expected: str, accept: Callable[[float], bool]) -> _Rule:
+    return _Rule(expected, lambda v: _is_real(v) and accept(v))
 
 
-def _int(name: str, value: Any) -> None:
-    if not _is_int(value):
-        _fail(name, value, "an integer")
+def _optional_pair(expected: str, item: Callable[[Any], bool], ordered: bool) -> _Rule:
+    return _Rule(f"None or a pair {expected}", lambda v: v is None or (
+        isinstance(v, (tuple, list)) and len(v) == 2 and all(item(x) for x in v) and (not ordered or v[0] < v[1])))
 
 
-def _positive_real(name: str, value: Any) -> None:
-    if not _is_real(value) or value <= 0:
-        _fail(name, value, "a finite real number > 0")
+def _one_of(allowed: tuple[str, ...]) -> _Rule:
+    return _Rule(f"one of {', '.join(repr(a) for a in allowed)}", lambda v: isinstance(v, str) and v in allowed, ";")
 
 
-def _optional_positive_real(name: str, value: Any) -> None:
-    if value is not None and (not _is_real(value) or value <= 0):
-        _fail(name, value, "a finite real number > 0 or None")
-
-
-def _non_negative_real(name: str, value: Any) -> None:
-    if not _is_real(value) or value < 0:
-        _fail(name, value, "a finite real number >= 0")
-
-
-def _unit_interval(name: str, value: Any) -> None:
-    if not _is_real(value) or not 0 <= value < 1:
-        _fail(name, value, "a real number in [0, 1)")
-
-
-def _decay(name: str, value: Any) -> None:
-    if not _is_real(value) or not 0 < value <= 1:
-        _fail(name, value, "a real number in (0, 1]")
-
-
-def _flag(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        _fail(name, value, "True or False")
-
-
-def _optional_flag(name: str, value: Any) -> None:
-    if value is not None and not isinstance(value, bool):
-        _fail(name, value, "True, False or None")
-
-
-def _optional_non_negative_int(name: str, value: Any) -> None:
-    if value is not None and (not _is_int(value) or value < 0):
-        _fail(name, value, "an integer >= 0 or None")
-
-
-def _input_range(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if (not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_real(v) for v in value)
-            or not value[0] < value[1]):
-        _fail(name, value, "None or a pair (low, high) of finite reals with low < high")
-
-
-def _hidden(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(v) and v >= 1 for v in value):
-        _fail(name, value, "None or a pair (h1, h2) of positive integers")
-
-
-def _one_of(allowed: tuple[str, ...]):
-    def rule(name: str, value: Any) -> None:
-        if not isinstance(value, str) or value not in allowed:
-            raise ValueError(f"AttackConfig.{name} must be one of {', '.join(repr(a) for a in allowed)}; "
-                             f"got {value!r}")
-    return rule
-
+_POSITIVE_INT = _int_at_least(1, "a positive integer")
+_BATCH = _int_at_least(2, "an integer >= 2 (batch normalisation needs two rows per batch)")
+_INT = _Rule("an integer", _is_int)
+_POSITIVE = _real("a finite real number > 0", lambda v: v > 0)
+_NON_NEGATIVE = _real("a finite real number >= 0", lambda v: v >= 0)
+_MOMENTUM = _real("a real number in [0, 1)", lambda v: 0 <= v < 1)
+_DECAY = _real("a real number in (0, 1]", lambda v: 0 < v <= 1)
+_FLAG = _Rule("True or False", lambda v: isinstance(v, bool))
 
 _RULES = {
-    "epochs": _positive_int, "batch_size": _positive_int, "lr": _positive_real, "momentum": _unit_interval,
-    "weight_decay": _non_negative_real, "jbda_weight_decay": _non_negative_real, "lr_step": _positive_int,
-    "lr_gamma": _decay,
-    "query_seed": _int, "query_batch_size": _positive_int, "qpi": _positive_int,
-    "jbda_seed_size": _positive_int, "jbda_new_per_sample": _positive_int, "jbda_steps": _positive_int,
-    "jbda_eps": _positive_real, "jbda_step_size": _optional_positive_real, "jbda_input_range": _input_range,
-    "jbda_round_epochs": _optional_positive_int,
-    "s4l_weight": _non_negative_real,
-    "smoothing_copies": _positive_int, "smoothing_crop_padding": _optional_non_negative_int,
-    "smoothing_flip": _flag,
-    "ddae_shadow_models": _positive_int, "ddae_shadow_classes": _optional_positive_int,
-    "ddae_shadow_samples": _optional_positive_int, "ddae_shadow_epochs": _positive_int,
-    "ddae_shadow_batch_size": _batch_norm_batch, "ddae_shadow_lr": _positive_real,
-    "ddae_shadow_momentum": _unit_interval, "ddae_shadow_weight_decay": _non_negative_real,
-    "ddae_shadow_lr_step": _positive_int, "ddae_shadow_lr_gamma": _decay,
-    "restorer_hidden": _hidden, "restorer_epochs": _positive_int, "restorer_batch_size": _batch_norm_batch,
-    "restorer_lr": _positive_real, "restorer_momentum": _unit_interval, "restorer_weight_decay": _non_negative_real,
-    "restorer_lr_step": _positive_int, "restorer_lr_gamma": _decay,
-    "bayes_table_size": _positive_int, "bayes_precision_factor": _positive_real, "bayes_means": _one_of(BAYES_MEANS),
-    "bayes_delta": _non_negative_real, "bayes_top1_filter": _optional_flag,
+    "epochs": _POSITIVE_INT, "batch_size": _POSITIVE_INT, "lr": _POSITIVE, "momentum": _MOMENTUM,
+    "weight_decay": _NON_NEGATIVE, "jbda_weight_decay": _NON_NEGATIVE, "lr_step": _POSITIVE_INT, "lr_gamma": _DECAY,
+    "query_seed": _INT, "query_batch_size": _POSITIVE_INT, "qpi": _POSITIVE_INT,
+    "jbda_seed_size": _POSITIVE_INT, "jbda_new_per_sample": _POSITIVE_INT, "jbda_steps": _POSITIVE_INT,
+    "jbda_eps": _POSITIVE, "jbda_step_size": _POSITIVE.or_none(),
+    "jbda_input_range": _optional_pair("(low, high) of finite reals with low < high", _is_real, True),
+    "jbda_round_epochs": _POSITIVE_INT.or_none(),
+    "s4l_weight": _NON_NEGATIVE,
+    "smoothing_copies": _POSITIVE_INT, "smoothing_crop_padding": _int_at_least(0, "an integer >= 0").or_none(),
+    "smoothing_flip": _FLAG,
+    "ddae_shadow_models": _POSITIVE_INT, "ddae_shadow_classes": _POSITIVE_INT.or_none(),
+    "ddae_shadow_samples": _POSITIVE_INT.or_none(), "ddae_shadow_epochs": _POSITIVE_INT,
+    "ddae_shadow_batch_size": _BATCH, "ddae_shadow_lr": _POSITIVE, "ddae_shadow_momentum": _MOMENTUM,
+    "ddae_shadow_weight_decay": _NON_NEGATIVE, "ddae_shadow_lr_step": _POSITIVE_INT, "ddae_shadow_lr_gamma": _DECAY,
+    "restorer_hidden": _optional_pair("(h1, h2) of positive integers", lambda v: _is_int(v) and v >= 1, False),
+    "restorer_epochs": _POSITIVE_INT, "restorer_batch_size": _BATCH, "restorer_lr": _POSITIVE,
+    "restorer_momentum": _MOMENTUM, "restorer_weight_decay": _NON_NEGATIVE, "restorer_lr_step": _POSITIVE_INT,
+    "restorer_lr_gamma": _DECAY,
+    "bayes_table_size": _POSITIVE_INT, "bayes_precision_factor": _POSITIVE, "bayes_means": _one_of(BAYES_MEANS),
+    "bayes_delta": _NON_NEGATIVE, "bayes_top1_filter": _Rule("True, False or None", lambda v: v is None
+                                                              or isinstance(v, bool)),
 }

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..defense import Defense
+from ..training import predict_proba
+from ..training.loop import train_loop
 from ._seeding import ModelSource, build_model, derive_seed, isolated_rng
 from .config import AttackConfig
-from .pbayes import OfflineDefense
-from ..training import predict_proba
 from .substitute import TrainSettings, train_substitute
 
 logger = logging.getLogger(__name__)
@@ -80,20 +81,11 @@ def train_restorer(perturbed: torch.Tensor, clean: torch.Tensor, config: AttackC
                                     weight_decay=config.restorer_weight_decay)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.restorer_lr_step,
                                                    gamma=config.restorer_lr_gamma)
-        restorer.train()
-        for _ in tqdm(range(config.restorer_epochs), desc="restorer", disable=not verbose, leave=False):
-            order = torch.randperm(len(perturbed), generator=shuffle)
-            for start in range(0, len(order), config.restorer_batch_size):
-                idx = order[start:start + config.restorer_batch_size]
-                if len(idx) < 2:
-                    continue
-                out = restorer(perturbed[idx].to(device))
-                loss = F.l1_loss(out, clean[idx].to(device)) * C
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    return restorer.eval()
+        return train_loop(restorer, optimizer, len(perturbed), config.restorer_batch_size, shuffle,
+                          lambda idx, step, state: F.l1_loss(restorer(perturbed[idx].to(device)),
+                                                             clean[idx].to(device)) * C,
+                          epochs=config.restorer_epochs, schedule=schedule, min_batch=2, progress=verbose,
+                          desc="restorer")
 
 
 @torch.no_grad()
@@ -137,9 +129,11 @@ def train_shadow_models(pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes:
     return models
 
 
-def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefense,
+def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: Defense,
                  views: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(perturbed, clean) pairs: every shadow model's softmax of every image x through the offline map.
+
+    offline: the defense's offline_map(); views: its query_views of x (MAD, AM), else None.
 
     Pairs whose offline answer is farther than eps (ModelGuard-S's nearest
     fallback) are dropped, as in the partial Bayes table.
@@ -147,7 +141,7 @@ def shadow_pairs(shadows: list[nn.Module], x: torch.Tensor, offline: OfflineDefe
     perturbed, clean = [], []
     for shadow in shadows:
         probs = predict_proba(shadow, x).float().cpu()
-        answers, keep = offline(probs, views)
+        answers, keep = offline.replay(probs, views)
         perturbed.append(answers[keep])
         clean.append(probs[keep])
     pairs = torch.cat(perturbed), torch.cat(clean)

@@ -8,22 +8,13 @@ import torch
 from torch import nn
 
 from .._validation import positive_int
-from ..defenses.base import Defense
+from ..defense import Defense, module_device
 from ..defenses.none import NoDefense
 from ..guarded import GuardedModel
 
 
 class BudgetExceededError(RuntimeError):
     """A query would take the oracle past its budget; nothing of it was answered."""
-
-
-def module_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for a module without either)."""
-    for tensor in module.parameters():
-        return tensor.device
-    for tensor in module.buffers():
-        return tensor.device
-    return torch.device("cpu")
 
 
 def _batched(model_fn, x: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -100,10 +91,10 @@ class Oracle:
                 raise ValueError(f"the target's answer to query rows {start}..{start + len(chunk) - 1} was "
                                  f"refused, nothing was counted: {err}") from err
             if self.defense.needs_query:
-                views.append(self._guarded.query_view(chunk))
+                views.append(self.defense.query_views(chunk))
         probs = _concat(probs, "probabilities")
         try:  # one call: the defense sees the whole query, or nothing of it if a row is refused
-            answers = self._guarded.answer(probs, _concat(views, "query views") if views else None)
+            answers = self.defense.defend(probs, view=_concat(views, "query views") if views else None)
         except ValueError as err:
             raise ValueError(f"the oracle refused the query, nothing was counted (row numbers are the query's): "
                              f"{err}") from err

@@ -21,11 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..defenses.base import Defense
-from ..defenses.modelguard_s import ModelGuardS
-from ..defenses.modelguard_s_frozen import FrozenModelGuardS
+from ..defense import Defense
 from ..ops.bayes import BayesTable
-from .oracle import module_device
 
 logger = logging.getLogger(__name__)
 
@@ -34,67 +31,6 @@ logger = logging.getLogger(__name__)
 MIN_CONCENTRATION = 1e-6
 # Rows drawn and pushed through the defense at a time.
 CHUNK_ROWS = 1 << 16
-
-
-class OfflineDefense:
-    """The defense as the attacker replays it on made-up clean predictions, never touching the defender's state.
-
-    ModelGuard-S is replayed through its frozen() view (first centroid within
-    eps, else the nearest, nothing inserted); answers farther than eps from
-    their clean row (only the nearest fallback gives them) are flagged so the
-    table can drop them. Other defenses are stateless maps and are called as
-    they are; MAD and Adaptive Misinformation also get their view of the
-    image each row stands for (the attacker knows the defense, and its
-    surrogate or misinformation model, as the paper assumes).
-
-    Args:
-        defense: the defense behind the oracle. For ModelGuard-S, build the
-            OfflineDefense after the attacker's queries, so the frozen view holds
-            every centroid they created.
-    """
-
-    def __init__(self, defense: Defense):
-        self.check(defense)
-        self.defense = defense
-        self.frozen = defense.frozen() if isinstance(defense, ModelGuardS) else (
-            defense if isinstance(defense, FrozenModelGuardS) else None)
-
-    @staticmethod
-    def check(defense: Defense) -> None:
-        """Raises unless `defense` can be replayed offline (a deterministic modelguard_fast Defense)."""
-        if not isinstance(defense, Defense):
-            raise TypeError(f"defense must be a modelguard_fast Defense, got {type(defense).__name__}")
-        if not defense.deterministic:
-            raise ValueError(f"{defense.name} is randomized; partial Bayes and D-DAE need a deterministic offline "
-                             "map (average repeated queries with qpi > 1 to attack its mean, as Remark 3 of the "
-                             "paper suggests)")
-
-    @property
-    def preserves_top1(self) -> bool:
-        return bool(self.defense.preserves_top1)
-
-    def views(self, x: torch.Tensor, batch_size: int = 256) -> Optional[torch.Tensor]:
-        """The defense's per-query argument for images x (CPU float32), or None when it does not look at queries."""
-        if not self.defense.needs_query:
-            return None
-        device = module_device(self.defense.query_model) if self.defense.query_model is not None else x.device
-        return torch.cat([self.defense.query_view(x[i:i + batch_size].to(device)).float().cpu()
-                          for i in range(0, len(x), batch_size)])
-
-    def __call__(self, clean: torch.Tensor, views: Optional[torch.Tensor] = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(offline answers, rows to keep) for clean rows (N, C), CPU float32."""
-        if self.frozen is not None:
-            rows = clean.numpy()
-            top, index, distance = self.frozen.assign(rows)
-            answers = rows.copy()
-            hit = index >= 0
-            answers[hit] = self.frozen.codebook[self.frozen.offsets[top[hit]] + index[hit]]
-            keep = distance <= distance.dtype.type(self.frozen.eps)
-            return torch.from_numpy(answers), torch.from_numpy(keep | ~hit)
-        with torch.no_grad():
-            answers = self.defense(clean) if views is None else self.defense(clean, views)
-        return answers.float(), torch.ones(len(clean), dtype=torch.bool)
 
 
 @dataclass
@@ -137,10 +73,13 @@ def dirichlet_means(means: torch.Tensor, name: str = "means") -> np.ndarray:
     return mean / sums
 
 
-def draw_table(offline: OfflineDefense, means: torch.Tensor, table_size: int, precision: float,
+def draw_table(offline: Defense, means: torch.Tensor, table_size: int, precision: float,
                rng: np.random.Generator, views: Optional[torch.Tensor] = None, verbose: bool = False,
                means_name: str = "means") -> LookupTable:
     """K = max(1, table_size // len(means)) Dirichlet draws around each mean, pushed through the offline map.
+
+    offline: the defense's offline_map() (modelguard_fast.defense), taken after the attacker's queries;
+    its replay() answers the draws and flags those to drop (ModelGuard-S's fallbacks beyond eps).
 
     means: (n, C) rows of non-negative entries (rescaled to sum 1; a row of
     zeros gives the uniform mean, see dirichlet_means; means_name names them in errors);
@@ -162,8 +101,8 @@ def draw_table(offline: OfflineDefense, means: torch.Tensor, table_size: int, pr
         sums = gamma.sum(axis=1, keepdims=True)
         rows = torch.from_numpy((gamma / sums).astype(np.float32))
         chunk_views = None if views is None else views[start:stop].repeat_interleave(per_image, dim=0)
-        answers, keep = offline(rows, chunk_views)
-        keep &= torch.from_numpy(sums[:, 0] > 0)
+        answers, keep = offline.replay(rows, chunk_views)
+        keep = keep & torch.from_numpy(sums[:, 0] > 0)
         clean_parts.append(rows[keep])
         pert_parts.append(answers[keep])
     table = LookupTable(torch.cat(clean_parts), torch.cat(pert_parts), n * per_image, per_image)

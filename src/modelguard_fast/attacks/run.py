@@ -11,19 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import choice, positive_int
-from ..defenses.base import Defense
+from ..defense import Defense, check_replayable
 from ..guarded import OUTPUTS
 from ..models.small_cnn import SmallCNN
-from . import ddae, pbayes
-from ._seeding import ModelSource, build_model, derive_seed, numpy_generator, torch_generator
-from .config import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
+from . import ddae
+from ._seeding import ModelSource, build_model, derive_seed, torch_generator
+from .config import AttackConfig
 from .metrics import extraction_accuracy, fidelity, recovery_distance, recovery_distances
 from .oracle import Oracle, Referee
 from .querying import Answers, JbdaSettings, QueryPlan, jbda_tr, knockoff_indices, pool_order, random_crop_flip
+from .strategies import QUERY_STRATEGIES, RECOVERY_STRATEGIES, Recovery, one_hot_top1
 from .substitute import TrainSettings, check_s4l_model, has_batch_norm, train_substitute
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,6 @@ def _default_substitute(pool_x: torch.Tensor, num_classes: int) -> Callable[[], 
     return lambda: SmallCNN(num_classes, in_channels=pool_x.shape[1])
 
 
-def _one_hot_top1(answers: torch.Tensor) -> torch.Tensor:
-    return F.one_hot(answers.argmax(dim=1), answers.shape[1]).to(answers.dtype)
-
-
 def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x: torch.Tensor,
                test_y: torch.Tensor, *, query: str = "knockoff", strategy: str = "naive", budget: int,
                config: Optional[AttackConfig] = None, substitute: Optional[ModelSource] = None,
@@ -140,8 +136,9 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
             fresh one per attack unless that is what you want to measure.
         pool_x: the attacker's natural images (N, ...).
         test_x, test_y: the target's test set, for accuracy and fidelity.
-        query: "knockoff" (KnockoffNets random) or "jbda" (JBDA-TR).
-        strategy: "naive", "top1", "s4l", "smoothing", "ddae", "ddae+" or "pbayes".
+        query: a key of QUERY_STRATEGIES: "knockoff" (KnockoffNets random) or "jbda" (JBDA-TR).
+        strategy: a key of RECOVERY_STRATEGIES: "naive", "top1", "s4l", "smoothing", "ddae", "ddae+" or
+            "pbayes" (modelguard_fast.attacks.strategies).
         budget: images the attacker queries (the paper's 50,000). Each is asked
             config.qpi times, and config.smoothing_copies times more with "smoothing";
             the oracle's budget in predictions is the product.
@@ -168,6 +165,7 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
     started = time.perf_counter()
     query = choice(query, "query", QUERY_STRATEGIES)
     strategy = choice(strategy, "strategy", RECOVERY_STRATEGIES)
+    recovery = RECOVERY_STRATEGIES[strategy]
     budget = positive_int(budget, "budget")
     config = AttackConfig() if config is None else config
     if not isinstance(config, AttackConfig):
@@ -186,17 +184,17 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
         raise ValueError(f"test_x must have pool_x's item shape {tuple(pool_x.shape[1:])}, got "
                          f"{tuple(test_x.shape[1:])}")
     test_y = _labels(test_y, "test_y", len(test_x))
-    if strategy == "ddae" and shadow_models is None:
+    if recovery.needs_pool_labels and shadow_models is None:
         if pool_y is None:
-            raise ValueError("strategy 'ddae' needs pool_y, the pool's own labels: its shadow models learn random "
-                             "class subsets of the pool")
+            raise ValueError(f"strategy {strategy!r} needs pool_y, the pool's own labels: its shadow models learn "
+                             "random class subsets of the pool")
         pool_y = _labels(pool_y, "pool_y", len(pool_x))
     if shadow_models is not None and (isinstance(shadow_models, nn.Module) or not shadow_models
                                       or not all(isinstance(m, nn.Module) for m in shadow_models)):
         raise TypeError(f"shadow_models must be a non-empty sequence of torch.nn.Module (see train_attack_shadows), "
                         f"got {type(shadow_models).__name__}")
-    if strategy in ("ddae", "ddae+", "pbayes"):
-        pbayes.OfflineDefense.check(defense)  # before spending any query
+    if recovery.needs_offline_map:
+        check_replayable(defense)  # before spending any query
 
     referee = Referee(target, test_x, test_y, outputs, config.query_batch_size)
     num_classes = referee.num_classes
@@ -211,7 +209,7 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
                          f"a single image, but the attack would train it on {first_round} (budget={budget}"
                          + (f", jbda_seed_size={config.jbda_seed_size})" if query == "jbda" else ")")
                          + "; query at least 2 images")
-    round_labels = _one_hot_top1 if strategy == "top1" else (lambda answers: answers)
+    round_labels = one_hot_top1 if strategy == "top1" else (lambda answers: answers)
 
     def train(x: torch.Tensor, labels: torch.Tensor, name: str, epochs: Optional[int] = None) -> nn.Module:
         return train_substitute(copy.deepcopy(initial), x, labels, TrainSettings.from_config(config, epochs, query),
@@ -242,39 +240,14 @@ def run_attack(target: nn.Module, defense: Defense, pool_x: torch.Tensor, test_x
     received = answers.labels.cpu()
     clean = referee.clean(images).float().cpu()  # evaluation only, and the paper's partial Bayes table means
 
-    table_rows = None
-    if strategy in ("naive", "s4l", "smoothing"):
-        labels = received
-    elif strategy == "top1":
-        labels = _one_hot_top1(received)
-    else:
-        offline = pbayes.OfflineDefense(defense)
-        views = offline.views(images, config.query_batch_size)
-        if strategy == "ddae":
-            shadows = shadow_models if shadow_models is not None else train_attack_shadows(
-                pool_x, pool_y, num_classes, config, seed=seed, device=device,
-                shadow=shadow if shadow is not None else source, verbose=verbose)
-            perturbed, truth = ddae.shadow_pairs(shadows, images, offline, views)
-            table_rows = len(perturbed)
-            restorer = ddae.train_restorer(perturbed, truth, config, seed=derive_seed(seed, "restorer"),
-                                           device=device, verbose=verbose)
-            labels = ddae.restore(restorer, received, device).cpu()
-        else:
-            means = clean if config.bayes_means == "clean" else received
-            table = pbayes.draw_table(offline, means, config.bayes_table_size,
-                                      config.bayes_precision_factor * num_classes,
-                                      numpy_generator(seed, "bayes table"), views, verbose,
-                                      means_name="the target's clean predictions" if config.bayes_means == "clean"
-                                      else "the received answers (bayes_means='received')")
-            table_rows = len(table)
-            if strategy == "pbayes":
-                top1_filter = (offline.preserves_top1 if config.bayes_top1_filter is None
-                               else config.bayes_top1_filter)
-                labels = pbayes.recover(table, received, config.bayes_delta, top1_filter)
-            else:
-                restorer = ddae.train_restorer(table.perturbed, table.clean, config,
-                                               seed=derive_seed(seed, "restorer"), device=device, verbose=verbose)
-                labels = ddae.restore(restorer, received, device).cpu()
+    inputs = Recovery(received, clean, images, num_classes, config, seed, device, verbose)
+    if recovery.needs_offline_map:
+        inputs.offline = defense.offline_map()  # after the queries: ModelGuard-S's frozen view holds their centroids
+        inputs.views = inputs.offline.query_views(images, config.query_batch_size)
+        inputs.shadows = lambda: shadow_models if shadow_models is not None else train_attack_shadows(
+            pool_x, pool_y, num_classes, config, seed=seed, device=device,
+            shadow=shadow if shadow is not None else source, verbose=verbose)
+    labels, table_rows = recovery.recover(inputs)
 
     model = train(images, labels.float(), "substitute")
     result = AttackResult(

@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..training.fit import soft_cross_entropy
+from ..training.loop import train_loop
 from ._seeding import derive_seed, isolated_rng
 from .config import AttackConfig
 
@@ -106,24 +106,16 @@ def train_substitute(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, s
         optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum,
                                     weight_decay=settings.weight_decay)
         schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma)
-        model.train()
-        for _ in tqdm(range(settings.epochs), desc=desc, disable=not verbose, leave=False):
-            order = torch.randperm(len(x), generator=shuffle)
-            for start in range(0, len(x), settings.batch_size):
-                idx = order[start:start + settings.batch_size]
-                if batch_norm and len(idx) < 2:
-                    continue
-                xb, tb = x[idx].to(device), targets[idx].to(device)
-                if head is None:
-                    loss = soft_cross_entropy(model(xb), tb)
-                else:
-                    images, labels = rotated(xb)
-                    features = model.features(images)
-                    loss = (soft_cross_entropy(model.head(features[:len(xb)]), tb)
-                            + rotation_weight * F.cross_entropy(head(features), labels))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            schedule.step()
-    return model.eval()
+
+        def batch_loss(idx: torch.Tensor, step: int, state: None) -> torch.Tensor:
+            xb, tb = x[idx].to(device), targets[idx].to(device)
+            if head is None:
+                return soft_cross_entropy(model(xb), tb)
+            images, labels = rotated(xb)
+            features = model.features(images)
+            return (soft_cross_entropy(model.head(features[:len(xb)]), tb)
+                    + rotation_weight * F.cross_entropy(head(features), labels))
+
+        return train_loop(model, optimizer, len(x), settings.batch_size, shuffle, batch_loss, epochs=settings.epochs,
+                          schedule=schedule, min_batch=2 if batch_norm else 1, progress=verbose, desc=desc)
 

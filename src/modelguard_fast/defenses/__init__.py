@@ -1,7 +1,7 @@
 """Defenses: each maps clean predictions to defended ones under one interface."""
 
+from ..defense import Defense
 from .adaptive_misinformation import AdaptiveMisinformation
-from .base import Defense
 from .mad import MAD, random_surrogate
 from .modelguard_s import ModelGuardS
 from .modelguard_s_frozen import FrozenModelGuardS

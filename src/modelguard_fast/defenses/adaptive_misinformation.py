@@ -10,9 +10,9 @@ from torch import nn
 
 from .. import params
 from .._validation import real_number
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 
 class AdaptiveMisinformation(Defense):
@@ -64,6 +64,23 @@ class AdaptiveMisinformation(Defense):
         self.num_classes = params.num_classes(num_classes, optional=True)
         self.sum_tol = params.sum_tol(sum_tol)
 
+    @classmethod
+    def calibrated_tau(cls, probs: np.ndarray, misinformation_probs: np.ndarray, labels: np.ndarray,
+                       max_accuracy_drop: float = 0.01, nu: float = 1000.0) -> float:
+        """The largest tau on a 0.01 grid of [0, 1] whose protected accuracy stays within max_accuracy_drop
+        of the clean one.
+
+        probs, misinformation_probs: (N, C) the target's and the misinformation model's softmax of the
+        defender's own images (float64); labels: (N,) their true classes.
+        """
+        clean = float((probs.argmax(1) == labels).mean())
+        best = 0.0
+        for tau in np.arange(0.0, 1.0001, 0.01):
+            defended = cls(float(tau), nu)(probs, misinformation_probs)
+            if float((defended.argmax(1) == labels).mean()) >= clean - max_accuracy_drop:
+                best = float(tau)
+        return round(best, 2)
+
     def __repr__(self) -> str:
         return f"AdaptiveMisinformation(tau={self.tau}, nu={self.nu}, num_classes={self.num_classes})"
 
@@ -83,4 +100,6 @@ class AdaptiveMisinformation(Defense):
         batch, y, _ = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
         mis = io.companion(misinformation_probs, "misinformation_probs", batch, y, self.sum_tol)
         a = torch.sigmoid(self.nu * (self.tau - y.max(dim=1, keepdim=True).values))
-        return io.restore((1.0 - a) * y + a * mis, batch)
+        out = (1.0 - a) * y + a * mis
+        self.stats.record(batch.rows)
+        return io.restore(out, batch)

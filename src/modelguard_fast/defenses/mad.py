@@ -18,10 +18,10 @@ from torch import nn
 
 from .. import params
 from .._validation import choice, positive_int
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from ..ops import mad as mad_ops
 from . import _torch_io as io
-from .base import Defense
 
 #: Largest exhaustive_max_classes: 2^16 vertex sets per row.
 MAX_EXHAUSTIVE_CLASSES = 16
@@ -172,4 +172,6 @@ class MAD(Defense):
         batch, y, top = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol, np.float64)
         p = io.companion(surrogate_probs, "surrogate_probs", batch, y, self.sum_tol)
         targets, _ = mad_ops.mad_targets(p, y, top, self.oracle, self.max_evals, self.exhaustive_max_classes)
-        return io.restore(mad_ops.line_search(y, targets, self.eps), batch)
+        out = mad_ops.line_search(y, targets, self.eps)
+        self.stats.record(batch.rows)
+        return io.restore(out, batch)

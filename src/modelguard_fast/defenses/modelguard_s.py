@@ -32,12 +32,12 @@ import numpy as np
 from .. import _arrays, params
 from .._kernels import C as _C
 from .._validation import choice, float_dtype, positive_int, raise_row_error
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
 from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
 from . import _forksafe
-from .base import Defense
 from .modelguard_s_frozen import FrozenModelGuardS
 
 ORDERS = ("first", "nearest")
@@ -248,7 +248,7 @@ class ModelGuardS(Defense):
         self._store = _store_type(self.dtype)(self.num_classes)
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
-        self._reset_stats()
+        self.reset_stats()
         self._journal = None
         self._journal_closed = False
         self._shared = None
@@ -300,11 +300,6 @@ class ModelGuardS(Defense):
     def __repr__(self) -> str:
         return (f"ModelGuardS(num_classes={self.num_classes}, eps={self.eps}, order={self.order!r}, "
                 f"dtype={self.dtype.name!r}, centroids={self.num_centroids})")
-
-    def _reset_stats(self) -> None:
-        self._queries = 0
-        self._distortion_sum = 0.0
-        self._distortion_max = 0.0
 
     def _changed(self) -> None:
         self._version += 1
@@ -377,9 +372,7 @@ class ModelGuardS(Defense):
         return out
 
     def _count(self, rows: int, total: float, largest: float) -> None:
-        self._queries += rows
-        self._distortion_sum += total
-        self._distortion_max = max(self._distortion_max, largest)
+        self.stats.record(rows, distortion_sum=total, distortion_max=largest)
 
     def _quantize_cuda(self, x, sum_tol: float) -> Any:
         import torch
@@ -521,17 +514,14 @@ class ModelGuardS(Defense):
             return self._store.class_rows(int(cls))
 
     @property
-    def num_queries(self) -> int:
-        return self._queries
-
-    @property
     def mean_distortion(self) -> float:
-        """Mean L1 distortion of every answer given since construction or reset (0 before any)."""
-        return self._distortion_sum / self._queries if self._queries else 0.0
+        """Mean L1 distortion of every answer given since construction or reset (0 before any; stats)."""
+        return self.stats.mean_distortion
 
     @property
     def max_distortion(self) -> float:
-        return self._distortion_max
+        """Largest L1 distortion of an answer since construction or reset (stats.distortion_max)."""
+        return self.stats.distortion_max
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -571,7 +561,7 @@ class ModelGuardS(Defense):
             store.append_rows(classes, rows)
             self._store = store
             self._changed()
-            self._reset_stats()
+            self.reset_stats()
             self._warned = set()
 
     def _validated_codebooks(self, centroids, counts) -> tuple[np.ndarray, np.ndarray]:
@@ -699,7 +689,7 @@ class ModelGuardS(Defense):
                         self._changed()
             self._store.clear()
             self._changed()
-            self._reset_stats()
+            self.reset_stats()
             self._warned = set()
 
     def _replay(self, records: list[tuple[int, bytes]]) -> None:
@@ -738,15 +728,19 @@ class ModelGuardS(Defense):
                                  "dtype": self.dtype.name, "sum_tol": self.sum_tol, "renormalize": self.renormalize,
                                  "max_centroids": self.max_centroids, "centroid_warning": self.centroid_warning},
                     "state": self.state_dict(),
-                    "stats": (self._queries, self._distortion_sum, self._distortion_max)}
+                    "stats": self.stats.snapshot()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["settings"])
         self.load_state_dict(state["state"])
-        self._queries, self._distortion_sum, self._distortion_max = state["stats"]
+        self.stats.load(state["stats"])
 
     def frozen(self) -> "FrozenModelGuardS":
         """A read-only snapshot of the codebooks implementing the attacker's offline map."""
         with self._lock:
             codebook, offsets = self._store.pack()
         return FrozenModelGuardS(codebook, offsets, self.eps, self.sum_tol)
+
+    def offline_map(self) -> "FrozenModelGuardS":
+        """The attacker's offline map (Defense.offline_map): frozen(), the codebooks as they are now."""
+        return self.frozen()

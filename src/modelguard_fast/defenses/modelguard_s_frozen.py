@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from .. import _arrays, params
+from ..defense import Defense
 from ..ops.mgs import check_packed, indexed_store, packed_to_device, search_cuda, search_indexed
-from .base import Defense
 
 
 class FrozenModelGuardS(Defense):
@@ -70,6 +70,25 @@ class FrozenModelGuardS(Defense):
     def __call__(self, probs: Any) -> Any:
         batch = self._batch(probs)
         top, index, _ = self._search(batch)
+        out = self._answers(batch, top, index)
+        self.stats.record(batch.rows)
+        return _arrays.restore(out, batch)
+
+    def replay(self, probs: Any, view: Any = None) -> tuple[Any, Any]:
+        """(answers, keep) as Defense.replay: keep is False for the rows answered by a nearest centroid
+        farther than eps, an answer the live ModelGuard-S never gives (it would have made the row a centroid)."""
+        batch = self._batch(probs)
+        top, index, distance = self._search(batch)
+        out = self._answers(batch, top, index)
+        if batch.on_cuda:
+            keep = (index < 0) | (distance <= self.eps)
+        else:
+            keep = (index < 0) | (distance <= distance.dtype.type(self.eps))
+        self.stats.record(batch.rows)
+        return _arrays.restore(out, batch), _arrays.restore_mask(keep, batch)
+
+    def _answers(self, batch: _arrays.Batch, top: Any, index: Any) -> Any:
+        """The rows of batch with each row that has a centroid (index >= 0) replaced by it."""
         if batch.on_cuda:
             cb, off = self._on_device[str(batch.data.device)]
             out = batch.data.clone()
@@ -79,4 +98,4 @@ class FrozenModelGuardS(Defense):
             out = batch.data.copy()
             rows = np.flatnonzero(index >= 0)
             out[rows] = self.codebook[self.offsets[top[rows]] + index[rows]]
-        return _arrays.restore(out, batch)
+        return out

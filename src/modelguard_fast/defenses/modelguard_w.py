@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from .. import params
+from ..defense import Defense
 from ..ops.mgw import budgets, solve_mgw
 from ..params import DEFAULT_SUM_TOL
-from . import _forksafe
-from .base import Defense
 
 
 class ModelGuardW(Defense):
@@ -59,10 +57,6 @@ class ModelGuardW(Defense):
         self.sum_tol = params.sum_tol(sum_tol)
         self.renormalize = params.flag(renormalize, "renormalize")
         self.preserves_top1 = self.margin > 0
-        self._lock = threading.Lock()
-        _forksafe.track(self, threading.Lock)
-        self._queries = 0
-        self._infeasible = 0
 
     def __repr__(self) -> str:
         return f"ModelGuardW(eps={self.eps}, margin={self.margin}, log_shift={self.log_shift})"
@@ -71,33 +65,11 @@ class ModelGuardW(Defense):
         """Defends predictions; see the class docstring."""
         x, feasible = solve_mgw(probs, self.eps, self.margin, self.log_shift, self.sum_tol, self.renormalize)
         rows = 1 if feasible.ndim == 0 else int(feasible.shape[0])
-        infeasible = rows - int(feasible.sum())
-        with self._lock:
-            self._queries += rows
-            self._infeasible += infeasible
+        self.stats.record(rows, infeasible=rows - int(feasible.sum()))
         return x
 
     @property
-    def num_queries(self) -> int:
-        """Predictions answered since construction or reset_stats()."""
-        return self._queries
-
-    @property
     def num_infeasible(self) -> int:
-        """Of those, how many had an infeasible LP and were returned unchanged."""
-        return self._infeasible
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Copies (pickle, copy.deepcopy) carry the settings and counters, not the lock."""
-        with self._lock:
-            return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-        _forksafe.track(self, threading.Lock)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._queries = 0
-            self._infeasible = 0
+        """Of the rows answered since construction or reset_stats(), how many had an infeasible LP and were
+        returned unchanged (stats.infeasible)."""
+        return self.stats.infeasible

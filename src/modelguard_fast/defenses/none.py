@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _arrays, params
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
-from .base import Defense
 
 
 class NoDefense(Defense):
@@ -35,4 +35,5 @@ class NoDefense(Defense):
 
     def __call__(self, probs: Any) -> Any:
         batch = _arrays.checked_copy(probs, "probs", self.num_classes, self.sum_tol)
+        self.stats.record(batch.rows)
         return _arrays.restore(batch.data, batch)

@@ -9,9 +9,9 @@ import torch
 
 from .. import params
 from .._validation import choice, real_number
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 VARIANTS = ("public", "art")
 #: ART clips probabilities to [ART_CLIP, 1 - ART_CLIP] before taking logits.
@@ -63,6 +63,35 @@ class ReverseSigmoid(Defense):
         self.num_classes = params.num_classes(num_classes, optional=True)
         self.sum_tol = params.sum_tol(sum_tol)
 
+    @classmethod
+    def calibrated_beta(cls, probs: np.ndarray, labels: np.ndarray, max_l1: float = 1.0, gamma: float = 0.2,
+                        max_accuracy_drop: float = 0.01, steps: int = 40) -> float:
+        """The largest beta whose largest L1 distortion on `probs` stays within max_l1 and whose protected
+        accuracy stays within max_accuracy_drop of the clean one (bisection, `steps` halvings).
+
+        probs: (N, C) the defender's own clean predictions (e.g. its test set's softmax), float64;
+        labels: (N,) their true classes. The accuracy condition matters for weakly confident
+        targets, whose distortion never reaches the budget: without it beta grows until the
+        answers are noise. This is how the paper's betas were chosen (max L1 about 1, Section 4.1).
+        """
+        clean = float((probs.argmax(1) == labels).mean())
+
+        def acceptable(beta: float) -> bool:
+            defended = cls(beta, gamma)(probs)
+            return (float(np.abs(defended.astype(np.float64) - probs).sum(axis=1).max()) <= max_l1
+                    and float((defended.argmax(1) == labels).mean()) >= clean - max_accuracy_drop)
+
+        lo, hi = 0.0, 1.0
+        while hi < 64 and acceptable(hi):
+            lo, hi = hi, hi * 2
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            if acceptable(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
     def __repr__(self) -> str:
         return (f"ReverseSigmoid(beta={self.beta}, gamma={self.gamma}, variant={self.variant!r}, "
                 f"num_classes={self.num_classes})")
@@ -76,6 +105,7 @@ class ReverseSigmoid(Defense):
         perturbed = y - self.beta * (torch.sigmoid(self.gamma * torch.log(clipped / (1.0 - clipped))) - 0.5)
         norm = perturbed.sum(dim=1, keepdim=True)
         self._check_norm(norm[:, 0].cpu().numpy())
+        self.stats.record(batch.rows)
         return io.restore(perturbed / norm, batch)
 
     def _art(self, probs: Any) -> Any:
@@ -91,6 +121,7 @@ class ReverseSigmoid(Defense):
             self._check_norm(norm[:, 0])
             out = (1.0 / norm) * perturbed
         result = torch.from_numpy(out.astype(preds.dtype, copy=False))
+        self.stats.record(batch.rows)
         return io.restore(result.to(y.device) if batch.on_cuda else result, batch)
 
     def _check_norm(self, norm: np.ndarray) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from .. import params
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 
 class Rounding(Defense):
@@ -58,4 +58,5 @@ class Rounding(Defense):
             sums = out.sum(dim=1, keepdim=True, dtype=torch.float64)
             one_hot = torch.zeros_like(y).scatter_(1, top[:, None], 1.0)
             out = torch.where(sums > 0, (out / sums).to(y.dtype), one_hot)
+        self.stats.record(batch.rows)
         return io.restore(out, batch)

@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from .. import params
+from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from . import _torch_io as io
-from .base import Defense
 
 
 class Top1(Defense):
@@ -47,4 +47,5 @@ class Top1(Defense):
             batch, y, top = io.tensor_batch(probs, "probs", self.num_classes, self.sum_tol)
         out = torch.zeros_like(y)
         out.scatter_(1, top[:, None], 1.0)
+        self.stats.record(batch.rows)
         return io.restore(out, batch)

@@ -33,6 +33,9 @@ Example (every key optional; shown with the defaults)::
     [attack]                  # any AttackConfig field; defaults: AttackConfig.small() for the bundled
                               # datasets, AttackConfig.paper(dataset) for CIFAR
     epochs = 30
+
+    [attack.jbda]             # a table per prefix (jbda, s4l, smoothing, ddae, restorer, bayes):
+    seed_size = 100           # the same as jbda_seed_size = 100 under [attack]; give each field once
 """
 
 from __future__ import annotations
@@ -42,15 +45,15 @@ import importlib.util
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .. import params
 from .._validation import torch_device
-from ..attacks import AttackConfig
+from ..attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig
+from ..attacks.config import flatten_sections
 from ..data.bundled import BUNDLED
-from .grid import QUERIES, STRATEGIES
+from ..defenses.registry import DEFENSES
 from .presets import PIPELINE_DATASETS
-from .setup import DEFENSES
 
 DATASETS = PIPELINE_DATASETS
 BACKENDS = ("local", "ray")
@@ -76,8 +79,8 @@ class RunConfig:
     target_epochs: int = 30
     workers: int = 0
     defenses: list[str] = field(default_factory=lambda: list(DEFENSES))
-    queries: list[str] = field(default_factory=lambda: list(QUERIES))
-    strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
+    queries: list[str] = field(default_factory=lambda: list(QUERY_STRATEGIES))
+    strategies: list[str] = field(default_factory=lambda: list(RECOVERY_STRATEGIES))
     attack: dict[str, Any] = field(default_factory=dict)
 
     def attack_config(self) -> AttackConfig:
@@ -97,7 +100,8 @@ class RunConfig:
         if self.dataset not in BUNDLED and not self.data_root:
             raise ConfigError(f"run.dataset = {self.dataset!r} is read from a local folder: set run.data_root "
                               "(--data-root) to the folder holding it (layouts: modelguard_fast/data/local.py)")
-        for key, allowed in (("defenses", DEFENSES), ("queries", QUERIES), ("strategies", STRATEGIES)):
+        for key, allowed in (("defenses", DEFENSES), ("queries", QUERY_STRATEGIES),
+                             ("strategies", RECOVERY_STRATEGIES)):
             values = getattr(self, key)
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"run.{key} must be a non-empty list, got {values!r}")
@@ -166,4 +170,9 @@ class RunConfig:
         unknown = set(values) - names
         if unknown:
             raise ConfigError(f"unknown key(s) {sorted(unknown)} in [run]; allowed: {sorted(names - {'attack'})}")
+        if isinstance(values.get("attack"), Mapping):
+            try:
+                values["attack"] = flatten_sections(values["attack"])
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
         return cls(**values).validate()

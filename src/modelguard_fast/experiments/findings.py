@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .report import _cells_by_key, grid_intervals
-from .setup import DEFENSE_NAMES
+from ..attacks import QUERY_STRATEGIES
+from ..defenses.registry import DEFENSES
 from .stats import Interval, difference_interval, verdict
 
 CLOSE_TO_NONE = 0.03  # "close to the undefended target": within 3 points of its Naive accuracy
-QUERY_NAMES = {"knockoff": "KnockoffNets", "jbda": "JBDA-TR"}
 
 
 @dataclass(frozen=True)
@@ -72,11 +72,11 @@ def paper_findings(grid: dict[str, Any]) -> list[Finding]:
     lowest = []
     for q in queries:
         if ("mgw", q, "naive") in cells:
-            lowest += [(f"{DEFENSE_NAMES[d]} - ModelGuard-W, {QUERY_NAMES[q]} Naive",
+            lowest += [(f"{DEFENSES[d].label} - ModelGuard-W, {QUERY_STRATEGIES[q].label} Naive",
                         difference_interval(cells[d, q, "naive"], cells["mgw", q, "naive"]), 0.0)
                        for d in defenses if d != "mgw" and (d, q, "naive") in cells]
     found.append(_finding("ModelGuard-W is the lowest against the Naive attack", lowest))
-    lifted = [(f"{DEFENSE_NAMES[d]} pBayes - None Naive, {QUERY_NAMES[q]}",
+    lifted = [(f"{DEFENSES[d].label} pBayes - None Naive, {QUERY_STRATEGIES[q].label}",
                difference_interval(cells[d, q, "pbayes"], cells["none", q, "naive"]), -CLOSE_TO_NONE)
               for q in queries for d in ("mad", "revsig", "mgw")
               if (d, q, "pbayes") in cells and ("none", q, "naive") in cells]
@@ -85,7 +85,7 @@ def paper_findings(grid: dict[str, Any]) -> list[Finding]:
     if "mgs" in defenses:
         worst = {d: w["max_accuracy"][0] for d, w in grid_intervals(grid)["defenses"].items()}
         mgs = cells[("mgs", *worst["mgs"])]
-        below = [(f"{DEFENSE_NAMES[d]} max acc. - ModelGuard-S max acc.",
+        below = [(f"{DEFENSES[d].label} max acc. - ModelGuard-S max acc.",
                   difference_interval(cells[(d, *worst[d])], mgs), 0.0) for d in defenses if d != "mgs"]
         found.append(_finding("ModelGuard-S's worst case is below every other defense's", below))
     return [f for f in found if f is not None]

@@ -21,18 +21,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..attacks import AttackConfig, run_attack, train_attack_shadows
+from ..attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES, AttackConfig, run_attack, train_attack_shadows
+from ..defenses.registry import DEFENSES
 from ..metrics import utility_metrics
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu, prepare
+from .setup import Setup, build_defense, prepare
 from .stats import bits
 from .threads import single_threaded
 
 log = logging.getLogger(__name__)
 
-QUERIES = ("knockoff", "jbda")
-STRATEGIES = ("naive", "top1", "s4l", "smoothing", "ddae", "ddae+", "pbayes")
 # Rough relative cost, to start the long cells first and keep every worker busy to the end.
 _COST = {"s4l": 4, "ddae+": 3, "ddae": 2, "smoothing": 1.5}
 
@@ -51,7 +50,7 @@ def utility(setup: Setup, cache: Cache, name: str, eps: float, seed: int) -> dic
     value = cache.get_json("utility", spec)
     if value is None:
         defense = build_defense(name, setup, eps=eps, seed=seed)
-        defended = defend_on_cpu(defense, torch.from_numpy(setup.clean_test), setup.splits.test_x)
+        defended = defense.defend(torch.from_numpy(setup.clean_test), setup.splits.test_x, batch_size=512)
         value = utility_metrics(setup.clean_test, defended.numpy().astype(np.float64),
                                 setup.splits.test_y.numpy()).as_dict()
         cache.put_json("utility", spec, value)
@@ -112,7 +111,7 @@ class CellRunner:
                                 substitute=self.setup.new_model,
                                 shadow_models=self.shadow_models() if cell.strategy == "ddae" else None)
             top1 = predict_proba(result.substitute, splits.test_x).argmax(dim=1).cpu()
-        record = {**asdict(cell), "name": DEFENSE_NAMES[cell.defense], "accuracy": result.accuracy,
+        record = {**asdict(cell), "name": DEFENSES[cell.defense].label, "accuracy": result.accuracy,
                   "fidelity": result.fidelity, "recovery_distance": result.recovery_distance,
                   "queries_used": result.queries_used, "table_rows": result.table_rows,
                   "seconds": time.perf_counter() - started}
@@ -252,8 +251,8 @@ def _run_locally(runners: list[CellRunner], todo: list[tuple[int, Cell]], finish
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_grid(runners: CellRunner | Sequence[CellRunner], defenses: Sequence[str], queries: Sequence[str] = QUERIES,
-             strategies: Sequence[str] = STRATEGIES, eps: float = 1.0, workers: int = 0, progress: bool = True,
+def run_grid(runners: CellRunner | Sequence[CellRunner], defenses: Sequence[str], queries: Sequence[str] = tuple(QUERY_STRATEGIES),
+             strategies: Sequence[str] = tuple(RECOVERY_STRATEGIES), eps: float = 1.0, workers: int = 0, progress: bool = True,
              backend: str = "local", ray_address: str | None = None) -> dict[str, Any]:
     """The paper's main experiment at one budget, for each runner (one per seed): utility per (seed, defense)
     and one record per (seed, cell), each with its "seed"."""

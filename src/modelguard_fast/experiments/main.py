@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..attacks import AttackConfig
+from ..attacks import RECOVERY_STRATEGIES, AttackConfig
+from ..defenses.registry import DEFENSES
 from ..persistence.atomic import write_atomically
 from .cache import Cache
 from .config import ConfigError, RunConfig
@@ -79,13 +80,15 @@ def _available(setup: Setup, defenses: Sequence[str], strategies: Sequence[str]
                ) -> tuple[list[str], list[str], list[str]]:
     """The defenses and strategies the setup can run, and a note for each left out."""
     notes = []
-    if "am" in defenses and "am" not in setup.defenses:
-        notes.append("AM is left out: it needs outliers and a training set (user_setup(outliers=..., train=...)) "
-                     "for its misinformation model.")
-    if "ddae" in strategies and setup.splits.pool_y is None:
-        notes.append("D-DAE is left out: its shadow models need the pool's labels (user_setup(pool=(x, y))).")
-    return ([d for d in defenses if d in setup.defenses],
-            [s for s in strategies if s != "ddae" or setup.splits.pool_y is not None], notes)
+    for key in defenses:
+        if key not in setup.defenses:
+            notes.append(f"{DEFENSES[key].label} is left out: it needs outliers and a training set (user_setup("
+                         "outliers=..., train=...)) for its misinformation model.")
+    unlabelled = [s for s in strategies if RECOVERY_STRATEGIES[s].needs_pool_labels and setup.splits.pool_y is None]
+    for key in unlabelled:
+        notes.append(f"{RECOVERY_STRATEGIES[key].label} is left out: its shadow models need the pool's labels "
+                     "(user_setup(pool=(x, y))).")
+    return [d for d in defenses if d in setup.defenses], [s for s in strategies if s not in unlabelled], notes
 
 
 def _record(config: RunConfig, setup: Setup, runners: list[CellRunner], started: float, **more: Any

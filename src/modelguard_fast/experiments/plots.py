@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..persistence.atomic import write_atomically
-from .setup import DEFENSE_NAMES
+from ..defenses.registry import DEFENSES
 
 REFERENCE_LINES = ("None", "Top-1")  # rows of the OOD table drawn as horizontal lines
 
@@ -154,7 +154,7 @@ def plot_sweep(header: list[str], rows: list[list[Any]], strategies: list[str], 
         acc = column[f"{strategy} acc."]
         for name in dict.fromkeys(row[0] for row in rows):
             mine = [row for row in rows if row[0] == name]
-            if name == DEFENSE_NAMES["none"]:
+            if name == DEFENSES["none"].label:
                 ax.axhline(mine[0][acc], color="gray", linestyle="--", label=name)
             else:
                 ax.plot([row[1] for row in mine], [row[acc] for row in mine], marker="o", label=name)
@@ -174,7 +174,7 @@ def plot_centroids(header: list[str], rows: list[list[Any]], path: str | os.Path
     """Figure 4: the attack's accuracy and recovery distance against ModelGuard-S's number of centroids (one
     point per eps of the sweep). Rows as sweep.sweep_table returns them."""
     column = {name: i for i, name in enumerate(header)}
-    mine = sorted((row for row in rows if row[0] == DEFENSE_NAMES["mgs"]), key=lambda row: row[column["centroids"]])
+    mine = sorted((row for row in rows if row[0] == DEFENSES["mgs"].label), key=lambda row: row[column["centroids"]])
     centroids = [row[column["centroids"]] for row in mine]
     accuracy = [row[column[f"{strategy} acc."]] for row in mine]
     figure, axes = _figure()

@@ -5,7 +5,7 @@ bundled datasets, Reverse Sigmoid's beta and Adaptive Misinformation's tau are
 None, meaning "calibrate on the defender's own test predictions as the paper
 chose them": beta so that the largest L1 distortion is about 1.0, tau as the
 largest value that keeps protected accuracy within 1 point of the clean
-accuracy (see calibration.py).
+accuracy (ReverseSigmoid.calibrated_beta, AdaptiveMisinformation.calibrated_tau).
 """
 
 from __future__ import annotations

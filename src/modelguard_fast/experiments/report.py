@@ -14,12 +14,10 @@ import torch
 
 from .. import __version__, cuda_built
 from ..persistence.atomic import write_atomically
-from .setup import DEFENSE_NAMES
+from ..attacks import QUERY_STRATEGIES, RECOVERY_STRATEGIES
+from ..defenses.registry import DEFENSES
 from .stats import LEVEL, cell_interval, interval_method
 
-STRATEGY_NAMES = {"naive": "Naive", "top1": "Top-1", "s4l": "S4L", "smoothing": "Smoothing", "ddae": "D-DAE",
-                  "ddae+": "D-DAE+", "pbayes": "pBayes"}
-QUERY_NAMES = {"knockoff": "KnockoffNets", "jbda": "JBDA-TR"}
 
 
 def _cells_by_key(cells: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
@@ -61,7 +59,7 @@ def _utility_by_defense(grid: dict[str, Any]) -> dict[str, tuple[float, float]]:
 
 
 def _header(columns: list[tuple[str, str]]) -> list[str]:
-    return ["defense", *[f"{QUERY_NAMES[q]} {STRATEGY_NAMES[s]}" for q, s in columns],
+    return ["defense", *[f"{QUERY_STRATEGIES[q].label} {RECOVERY_STRATEGIES[s].label}" for q, s in columns],
             "max acc.", "max fidelity", "max L1", "protected acc."]
 
 
@@ -72,7 +70,7 @@ def grid_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     summary, utilities = grid_intervals(grid), _utility_by_defense(grid)
     rows = []
     for key, mine in summary["defenses"].items():
-        rows.append([DEFENSE_NAMES[key], *[mine["accuracy"][col].mean for col in summary["columns"]],
+        rows.append([DEFENSES[key].label, *[mine["accuracy"][col].mean for col in summary["columns"]],
                      mine["max_accuracy"][1].mean, mine["max_fidelity"][1].mean, *utilities[key]])
     return _header(summary["columns"]), rows
 
@@ -83,7 +81,7 @@ def grid_interval_table(grid: dict[str, Any]) -> tuple[list[str], list[list[Any]
     summary, utilities = grid_intervals(grid), _utility_by_defense(grid)
     rows = []
     for key, mine in summary["defenses"].items():
-        rows.append([DEFENSE_NAMES[key], *[mine["accuracy"][col].format() for col in summary["columns"]],
+        rows.append([DEFENSES[key].label, *[mine["accuracy"][col].format() for col in summary["columns"]],
                      mine["max_accuracy"][1].format(), mine["max_fidelity"][1].format(), *utilities[key]])
     return _header(summary["columns"]), rows
 

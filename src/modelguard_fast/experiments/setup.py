@@ -15,28 +15,19 @@ from ..data import load_bundled
 from ..data.bundled import BUNDLED, Splits
 from ..data.local import load_local
 from ..data.outliers import sample_image_patches
+from ..defense import Defense
 from ..defenses.adaptive_misinformation import AdaptiveMisinformation
-from ..defenses.base import Defense
-from ..defenses.mad import MAD
-from ..defenses.modelguard_s import ModelGuardS
-from ..defenses.modelguard_w import ModelGuardW
-from ..defenses.none import NoDefense
+from ..defenses.registry import DEFENSES, defense_spec
 from ..defenses.reverse_sigmoid import ReverseSigmoid
-from ..defenses.rounding import Rounding
-from ..defenses.top1 import Top1
 from ..models import build_model
 from ..training import predict_proba
 from ..training.target import train_misinformation_model, train_with_outlier_exposure
-from . import calibration
 from .cache import Cache
 from .presets import PIPELINE_DATASETS, PRESETS
 from .threads import single_threaded
 
 log = logging.getLogger(__name__)
 
-DEFENSES = ("none", "revsig", "mad", "am", "top1", "rounding", "mgw", "mgs")
-DEFENSE_NAMES = {"none": "None", "revsig": "RevSig", "mad": "MAD", "am": "AM", "top1": "Top-1",
-                 "rounding": "Rounding", "mgw": "ModelGuard-W", "mgs": "ModelGuard-S"}
 
 
 @dataclass
@@ -59,8 +50,10 @@ class Setup:
 
     @property
     def defenses(self) -> tuple[str, ...]:
-        """The defenses this setup can build: all of DEFENSES, but AM without a misinformation model."""
-        return tuple(d for d in DEFENSES if d != "am" or self.misinformation is not None)
+        """The keys of the defenses this setup can build: all of the registry's (defenses.registry.DEFENSES)
+        but those that need a misinformation model (AM) when it has none."""
+        return tuple(key for key, spec in DEFENSES.items()
+                     if not spec.needs_misinformation or self.misinformation is not None)
 
     def new_model(self) -> nn.Module:
         """A fresh, untrained model of the target's architecture (substitutes and shadow models)."""
@@ -70,12 +63,13 @@ class Setup:
 
     def revsig_beta(self, max_l1: float) -> float:
         """Reverse Sigmoid's beta for an L1 budget: params["revsig_beta"] at 1.0, else calibrated the same way
-        (largest L1 distortion on the test predictions about max_l1, protected accuracy within 1 point)."""
+        (ReverseSigmoid.calibrated_beta: largest L1 distortion on the test predictions about max_l1, protected
+        accuracy within 1 point)."""
         if max_l1 == 1.0:
             return self.params["revsig_beta"]
         if max_l1 not in self._betas:
-            self._betas[max_l1] = calibration.reverse_sigmoid_beta(self.clean_test, self.splits.test_y.numpy(),
-                                                                   target_max_l1=max_l1)
+            self._betas[max_l1] = ReverseSigmoid.calibrated_beta(self.clean_test, self.splits.test_y.numpy(),
+                                                                 max_l1=max_l1)
         return self._betas[max_l1]
 
 
@@ -144,46 +138,16 @@ def _calibrate(setup: Setup, preset, cache: Cache) -> dict[str, float]:
     mis_test = predict_proba(setup.misinformation, setup.splits.test_x).cpu().numpy().astype(np.float64)
     params = {
         "revsig_beta": preset.revsig_beta if preset.revsig_beta is not None
-        else calibration.reverse_sigmoid_beta(setup.clean_test, setup.splits.test_y.numpy()),
+        else ReverseSigmoid.calibrated_beta(setup.clean_test, setup.splits.test_y.numpy()),
         "am_tau": preset.am_tau if preset.am_tau is not None
-        else calibration.adaptive_misinformation_tau(setup.clean_test, mis_test, setup.splits.test_y.numpy()),
+        else AdaptiveMisinformation.calibrated_tau(setup.clean_test, mis_test, setup.splits.test_y.numpy()),
     }
     cache.put_json("calibration", setup.spec, params)
     return params
 
 
-def defend_on_cpu(defense: Defense, probs: torch.Tensor, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """The defense's answers to `probs`, the target's softmax of the images `x`, as a CPU tensor: a defense
-    that needs the query's second view (MAD, AM) gets it computed on its own model's device, in batches."""
-    if not defense.needs_query:
-        return torch.as_tensor(defense(probs.cpu())).cpu()
-    model = defense.query_model
-    device = next(model.parameters()).device if model is not None else x.device
-    view = torch.cat([defense.query_view(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    return torch.as_tensor(defense(probs.cpu(), view)).cpu()
-
-
-def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, order: str = "first") -> Defense:
-    """A fresh defense of kind `name` (one of DEFENSES) with this setup's parameters; `eps` is the L1 budget
-    (Reverse Sigmoid's beta is calibrated to it, see Setup.revsig_beta)."""
-    C = setup.num_classes
-    if name == "none":
-        return NoDefense()
-    if name == "revsig":
-        return ReverseSigmoid(setup.revsig_beta(eps))
-    if name == "mad":
-        return MAD.from_target(setup.target, seed=seed, eps=eps)
-    if name == "am":
-        if setup.misinformation is None:
-            raise ValueError("defense 'am' needs a misinformation model, which this setup lacks (a user's setup "
-                             "without outliers or training data); leave 'am' out")
-        return AdaptiveMisinformation(setup.params["am_tau"], misinformation_model=setup.misinformation)
-    if name == "top1":
-        return Top1()
-    if name == "rounding":
-        return Rounding(decimals=1)
-    if name == "mgw":
-        return ModelGuardW(eps=eps)
-    if name == "mgs":
-        return ModelGuardS(C, eps=eps, order=order)
-    raise ValueError(f"defense must be one of {', '.join(DEFENSES)}; got {name!r}")
+def build_defense(name: str, setup: Setup, eps: float = 1.0, seed: int = 0, **options: Any) -> Defense:
+    """A fresh defense of kind `name` (a key of defenses.registry.DEFENSES) with this setup's parameters; `eps`
+    is the L1 budget (Reverse Sigmoid's beta is calibrated to it, see Setup.revsig_beta); `options` go to the
+    defense (ModelGuard-S's order)."""
+    return defense_spec(name).build(setup, eps=eps, seed=seed, **options)

@@ -27,10 +27,11 @@ from ..attacks import AttackConfig, run_attack
 from ..attacks.querying import knockoff_indices
 from ..data.bundled import BUNDLED
 from ..data.outliers import sample_image_patches, sample_ood_patches
-from ..defenses.base import Defense
+from ..defense import Defense
 from ..training import predict_proba
 from .cache import Cache
-from .setup import DEFENSE_NAMES, Setup, build_defense, defend_on_cpu
+from ..defenses.registry import DEFENSES
+from .setup import Setup, build_defense
 from .threads import single_threaded
 
 #: OOD test sets of ood_auroc (see its docstring).
@@ -87,11 +88,6 @@ def check_budget(budget: int | None, pool_size: int, name: str = "budget") -> in
 
 
 # ---------------------------------------------------------------- helpers
-def _defend(defense: Defense, probs: torch.Tensor, x: torch.Tensor) -> Any:
-    """The defense's answers to `probs`, the target's softmax of the query batch `x`."""
-    return defense(probs, defense.query_view(x)) if defense.needs_query else defense(probs)
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -156,7 +152,7 @@ def response_times(setup: Setup, batch_sizes: Sequence[int] = (1, 256), eps: flo
     finally:
         torch.set_num_threads(previous_threads)
     header = ["defense", "batch", "total s/query", "target s/query", "defense s/query", "total / None"]
-    rows = [[DEFENSE_NAMES[name], batch, *medians[name, batch], medians[name, batch][0] / medians["none", batch][0]]
+    rows = [[DEFENSES[name].label, batch, *medians[name, batch], medians[name, batch][0] / medians["none", batch][0]]
             for name in setup.defenses for batch in batch_sizes]
     return header, rows
 
@@ -176,7 +172,7 @@ def _round_robin(defenses: dict[str, Defense], target: torch.nn.Module, test_x: 
                 probs = torch.softmax(target(x), dim=1)
                 _synchronize(dev)
                 t1 = time.perf_counter()
-                _defend(defenses[name], probs, x)
+                defenses[name].defend(probs, x)
                 _synchronize(dev)
                 t2 = time.perf_counter()
             if r >= warmup:
@@ -243,16 +239,16 @@ def ood_auroc(setup: Setup, eps_values: Sequence[float] = DEFAULT_EPS_VALUES, oo
         clean = predict_proba(setup.target, x).cpu()
 
     def auroc(name: str, eps: float) -> float:
-        defended = defend_on_cpu(build_defense(name, setup, eps=eps, seed=seed), clean, x)
+        defended = build_defense(name, setup, eps=eps, seed=seed).defend(clean, x, batch_size=512)
         return float(roc_auc_score(is_id, defended.double().max(dim=1).values.numpy()))
 
     header = ["defense", *[f"eps={e:g}" for e in eps_values]]
     rows = []
     for name in ("none", "top1"):
         value = auroc(name, 1.0)
-        rows.append([DEFENSE_NAMES[name], *[value] * len(eps_values)])
+        rows.append([DEFENSES[name].label, *[value] * len(eps_values)])
     for name in OOD_DEFENSES:
-        rows.append([DEFENSE_NAMES[name], *[auroc(name, eps) for eps in eps_values]])
+        rows.append([DEFENSES[name].label, *[auroc(name, eps) for eps in eps_values]])
     return header, rows
 
 

@@ -17,18 +17,20 @@ import numpy as np
 
 from .. import params
 from .config import ConfigError
-from .grid import STRATEGIES, Cell, CellRunner, run_tasks, utility
-from .setup import DEFENSE_NAMES
+from ..attacks import RECOVERY_STRATEGIES
+from ..defenses.registry import DEFENSES
+from .grid import Cell, CellRunner, run_tasks, utility
 from .stats import cell_interval
 
-SWEEP_DEFENSES = ("revsig", "mad", "mgw", "mgs")
+#: The defenses with an L1 budget (DefenseSpec.budgeted), in table order.
+SWEEP_DEFENSES = tuple(key for key, spec in DEFENSES.items() if spec.budgeted)
 SWEEP_EPS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 SWEEP_STRATEGIES = ("naive", "pbayes")
 
 
 def check_sweep(eps_values: Sequence[float], defenses: Sequence[str], strategies: Sequence[str]) -> None:
     """ConfigError naming the setting, the value and what is allowed, for a bad sweep."""
-    for key, values, allowed in (("defenses", defenses, SWEEP_DEFENSES), ("strategies", strategies, STRATEGIES)):
+    for key, values, allowed in (("defenses", defenses, SWEEP_DEFENSES), ("strategies", strategies, RECOVERY_STRATEGIES)):
         if not values:
             raise ConfigError(f"sweep {key} must not be empty; choose from {', '.join(allowed)}")
         for value in values:
@@ -82,7 +84,7 @@ def sweep_table(sweep: dict[str, Any], intervals: bool = False) -> tuple[list[st
     for (defense, eps), us in utilities.items():
         mine = [cells[defense, eps, s] for s in strategies]
         accuracy = [cell_interval(records) for records in mine]
-        rows.append([DEFENSE_NAMES[defense], None if defense == "none" else eps, max(u["max_l1"] for u in us),
+        rows.append([DEFENSES[defense].label, None if defense == "none" else eps, max(u["max_l1"] for u in us),
                      _mean([u["mean_l1"] for u in us]), _mean([u["protected_accuracy"] for u in us]),
                      _mean([c.get("centroids") for c in mine[0]]),
                      *[iv.format() if intervals else iv.mean for iv in accuracy],

@@ -41,11 +41,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.bundled import Splits
+from ..defenses.adaptive_misinformation import AdaptiveMisinformation
+from ..defenses.reverse_sigmoid import ReverseSigmoid
 from ..models import SmallCNN
 from ..training import predict_proba
 from ..training.fit import fit
 from ..training.target import train_misinformation_model, train_with_outlier_exposure
-from . import calibration
 from .cache import Cache
 from .setup import Setup
 from .threads import single_threaded
@@ -194,10 +195,10 @@ def user_setup(test: Any, pool: Any, *, target: nn.Module | None = None,
         log.warning("AM is left out: its misinformation model trains on the target's training set (pass train)")
     clean_test = predict_proba(target, test_x).cpu().numpy().astype(np.float64)
     setup = Setup(name, splits, target, misinformation, outlier_x, clean_test, spec, None, factory=model)
-    setup.params = {"revsig_beta": calibration.reverse_sigmoid_beta(clean_test, test_y.numpy())}
+    setup.params = {"revsig_beta": ReverseSigmoid.calibrated_beta(clean_test, test_y.numpy())}
     if misinformation is not None:
         mis_test = predict_proba(misinformation, test_x).cpu().numpy().astype(np.float64)
-        setup.params["am_tau"] = calibration.adaptive_misinformation_tau(clean_test, mis_test, test_y.numpy())
+        setup.params["am_tau"] = AdaptiveMisinformation.calibrated_tau(clean_test, mis_test, test_y.numpy())
     return setup
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..defenses.base import Defense
+from ..defense import Defense
 
 
 def _art():

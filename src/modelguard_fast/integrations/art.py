@@ -28,7 +28,7 @@ from art.defences.postprocessor import Postprocessor
 from art.estimators.classification import ClassifierMixin
 
 from .._validation import choice
-from ..defenses.base import Defense
+from ..defense import Defense
 
 OUTPUTS = ("probs", "logits")
 _LOGITS_HINT = "; if the estimator returns logits, pass outputs='logits'"
@@ -57,7 +57,7 @@ def _defend(defense: Defense, preds: Any, outputs: str, view: Any = None) -> np.
     """The defense's answers in the estimator's layout: (B, C), or (B, 1) for a one-column binary estimator."""
     probs = _probabilities(preds, outputs)
     try:
-        answers = defense(probs) if view is None else defense(probs, view)
+        answers = defense.defend(probs, view=view)
     except ValueError as err:
         raise ValueError(f"{err}{_LOGITS_HINT if outputs == 'probs' else ''}") from err
     answers = np.asarray(answers)
@@ -143,14 +143,8 @@ class _DefendedPredictions:
 
 
 def _query_view(defense: Defense, x: np.ndarray, batch_size: int) -> torch.Tensor:
-    """The defense's view of the preprocessed queries x, in batches, on the CPU."""
-    tensors = [] if defense.query_model is None else [*defense.query_model.parameters(), *defense.query_model.buffers()]
-    device = tensors[0].device if tensors else torch.device("cpu")
-    parts = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            parts.append(defense.query_view(torch.from_numpy(np.asarray(x[start:start + batch_size])).to(device)))
-    return torch.cat(parts).cpu()
+    """The defense's view of the preprocessed queries x, in batches, on the CPU (Defense.query_views)."""
+    return defense.query_views(torch.from_numpy(np.asarray(x)), batch_size)
 
 
 _DEFENDED_CLASSES: dict[type, type] = {}

@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._arrays import to_numpy
-from ..defenses.base import Defense
+from ..defense import Defense
 from ..guarded import GuardedModel
 
 
@@ -121,6 +121,6 @@ def evaluate_utility(model: nn.Module, defense: Defense, data: Iterable, device:
         if device is not None:
             x = x.to(device)
         clean = guarded.probabilities(x)
-        defended = guarded.defend(clean, x)
+        defended = defense.defend(clean, x)
         acc.add(to_numpy(clean), to_numpy(defended), _labels(labels, clean.shape[0]))
     return acc.result()

@@ -1,11 +1,12 @@
-"""A minimal, seeded training loop with soft-label cross-entropy."""
+"""fit(): Adam on (soft-label) cross-entropy over the one training loop (training.loop); predictions."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from .loop import train_loop
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -22,22 +23,16 @@ def fit(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, epochs: int = 
     progress: a tqdm bar over the epochs, labelled `desc`.
     """
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
     soft = targets.dtype.is_floating_point
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    for _ in tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            xb, tb = x[idx].to(device), targets[idx].to(device)
-            logits = model(xb)
-            loss = soft_cross_entropy(logits, tb) if soft else F.cross_entropy(logits, tb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model
+
+    def batch_loss(idx: torch.Tensor, step: int, state: None) -> torch.Tensor:
+        logits = model(x[idx].to(device))
+        tb = targets[idx].to(device)
+        return soft_cross_entropy(logits, tb) if soft else F.cross_entropy(logits, tb)
+
+    return train_loop(model, optimizer, len(x), batch_size, torch.Generator().manual_seed(seed), batch_loss,
+                      epochs=epochs, progress=progress, desc=desc, unit="epoch")
 
 
 @torch.no_grad()

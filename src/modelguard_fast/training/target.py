@@ -5,12 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .loop import train_loop
 from .losses import misinformation_loss, outlier_exposure_loss
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator):
-    order = torch.randperm(n, generator=generator)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def train_with_outlier_exposure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, outliers: torch.Tensor,
@@ -24,32 +20,21 @@ def train_with_outlier_exposure(model: nn.Module, x: torch.Tensor, y: torch.Tens
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        outlier_order = torch.randperm(len(outliers), generator=generator)
-        for step, idx in enumerate(_batches(len(x), batch_size, generator)):
-            out_idx = outlier_order[(torch.arange(len(idx)) + step * batch_size) % len(outliers)]
-            logits = model(torch.cat([x[idx], outliers[out_idx]]).to(device))
-            loss = outlier_exposure_loss(logits[: len(idx)], y[idx].to(device), logits[len(idx) :], oe_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model
+
+    def batch_loss(idx: torch.Tensor, step: int, outlier_order: torch.Tensor) -> torch.Tensor:
+        out_idx = outlier_order[(torch.arange(len(idx)) + step * batch_size) % len(outliers)]
+        logits = model(torch.cat([x[idx], outliers[out_idx]]).to(device))
+        return outlier_exposure_loss(logits[: len(idx)], y[idx].to(device), logits[len(idx) :], oe_weight)
+
+    return train_loop(model, optimizer, len(x), batch_size, generator, batch_loss, epochs=epochs,
+                      before_epoch=lambda: torch.randperm(len(outliers), generator=generator))
 
 
 def train_misinformation_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 30,
                                lr: float = 1e-3, batch_size: int = 64, seed: int = 0) -> nn.Module:
     """Adam on -log(1 - p_y): a model that puts little mass on the true class."""
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for idx in _batches(len(x), batch_size, generator):
-            loss = misinformation_loss(model(x[idx].to(device)), y[idx].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model
+    return train_loop(model, optimizer, len(x), batch_size, torch.Generator().manual_seed(seed),
+                      lambda idx, step, state: misinformation_loss(model(x[idx].to(device)), y[idx].to(device)),
+                      epochs=epochs)
