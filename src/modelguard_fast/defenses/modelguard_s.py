@@ -365,10 +365,7 @@ class ModelGuardS(Defense):
         if appended is not None:
             classes, centroids = appended  # as the codebooks hold them: the input is never read again
             self._commit(centroids, classes)
-        self._queries += rows
-        self._distortion_sum += total
-        if largest > self._distortion_max:
-            self._distortion_max = largest
+        self._count(rows, total, largest)
         return out
 
     def _count(self, rows: int, total: float, largest: float) -> None:
