@@ -115,13 +115,16 @@ def four_processes(kind, target, repeats, server=None):
 @pytest.mark.parametrize("stream", ["new rows", "repeated rows"])
 def test_four_replicas_on_one_redis_store_vs_four_local_guards(benchmark, ratios, servers, stream, tmp_path):
     repeats = stream == "repeated rows"
-    runs = {name: [] for name in (*LOCAL, *REDIS)}
+    # rows already served never reach a store: one local and one Redis configuration suffice there
+    local = LOCAL[:1] if repeats else LOCAL
+    redis = dict(list(servers.items())[:1]) if repeats else servers
+    runs = {name: [] for name in (*local, *redis)}
 
     def one_round(r):
-        for name in LOCAL:
+        for name in local:
             runs[name].append(four_processes("local", None if name == "in memory" else str(tmp_path / f"{r}"),
                                              repeats))
-        for name, server in servers.items():
+        for name, server in redis.items():
             codebook = (server.url, f"throughput-{stream.replace(' ', '-')}-{r}")  # a fresh one each round
             runs[name].append(four_processes("redis", codebook, repeats, server))
 
@@ -131,10 +134,10 @@ def test_four_replicas_on_one_redis_store_vs_four_local_guards(benchmark, ratios
     for r in range(2, ROUNDS):
         one_round(r)
     median = {name: statistics.median(x[0] for x in values) for name, values in runs.items()}
-    for local in LOCAL:
-        group = f"{benchmark.group}, vs local guards {local}"
-        ratios.add(group, f"4 local guards, {local}", 1 / median[local], reference=True)
-        for name in REDIS:
+    for baseline in local:
+        group = f"{benchmark.group}, vs local guards {baseline}"
+        ratios.add(group, f"4 local guards, {baseline}", 1 / median[baseline], reference=True)
+        for name in redis:
             ratios.add(group, f"one RedisStore, {name}", 1 / median[name])
     cpu_group = f"stores: CPU seconds per row (4 processes + redis-server), {stream}"
     for name, values in runs.items():
@@ -144,8 +147,8 @@ def test_four_replicas_on_one_redis_store_vs_four_local_guards(benchmark, ratios
         cpu_us_per_row={name: [round(x[1] * 1e6, 3) for x in values] for name, values in runs.items()},
         appends={name: [x[2] for x in values] for name, values in runs.items()},
         conflicts={name: [x[3] for x in values] for name, values in runs.items()},
-        median_ratio_vs_in_memory={name: round(median[name] / median["in memory"], 3) for name in REDIS},
-        median_ratio_vs_journal={name: round(median[name] / median["journal"], 3) for name in REDIS},
+        median_ratio={f"{name} vs {baseline}": round(median[name] / median[baseline], 3)
+                      for name in redis for baseline in local},
         load_average=os.getloadavg())
 
 
