@@ -93,11 +93,11 @@ def test_header_only_is_an_empty_journal_and_head_tracks_the_end(tmp_path):
     path, _, count = written(tmp_path)
     header, records = split(path)
     g = guard(path)
-    assert g._journal.head[0] == count
+    assert g.codebook_store.journal.head[0] == count
     g.close()
     path.write_bytes(header)  # the documented limit: a cut at a record boundary looks like fewer records
     g = guard(path)
-    assert g.num_centroids == 0 and g._journal.head[0] == 0
+    assert g.num_centroids == 0 and g.codebook_store.journal.head[0] == 0
     g.close()
 
 
@@ -330,7 +330,7 @@ def test_a_forked_child_cannot_write_its_parents_journal(tmp_path):
         except BaseException:
             code = 5
         try:
-            g._journal.append([(0, bytes(C * 4))])
+            g.codebook_store.journal.append([(0, bytes(C * 4))])
         except mgf.JournalError:
             pass
         else:

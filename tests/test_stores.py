@@ -34,6 +34,52 @@ def test_journal_is_the_short_form_of_a_local_store(tmp_path):
         mgf.ModelGuardS(C, store="redis://localhost")
 
 
+class RecordingStore(LocalStore):
+    """A LocalStore that records every exchange the guard has with it."""
+
+    def __init__(self, journal=None):
+        super().__init__(journal)
+        self.calls = []
+
+    def append(self, base, records):
+        self.calls.append(("append", list(base), list(records)))
+        return super().append(base, records)
+
+    def fetch(self, since):
+        self.calls.append(("fetch", list(since)))
+        return super().fetch(since)
+
+
+def test_the_guard_reaches_its_journal_only_through_the_store(tmp_path):
+    stream = classifier_like(1200, C, seed=12)
+    store = RecordingStore(journal=tmp_path / "g.journal")
+    guard = mgf.ModelGuardS(C, eps=EPS, store=store)
+    assert guard.codebook_store is store and store.calls == [("fetch", [0] * C)]
+    guard(stream[:600])
+    guard(stream[600:])
+    appended = [record for call in store.calls if call[0] == "append" for record in call[2]]
+    assert len(appended) == guard.num_centroids == store.journal.head[0] > 0
+    guard.close()
+    with pytest.raises(RuntimeError, match="this guard's journal was closed"):
+        guard(stream[:5])
+    reopened = RecordingStore(journal=tmp_path / "g.journal")
+    again = mgf.ModelGuardS(C, eps=EPS, store=reopened)
+    assert reopened.calls == [("fetch", [0] * C)] and again.num_centroids == len(appended)  # restored from it
+    np.testing.assert_array_equal(again(stream), ReferenceModelGuardS(C, EPS)(stream))
+    assert again.centroid_counts.tolist() == reopened.counts().tolist()
+    again.reset()
+    assert reopened.counts().sum() == 0 == reopened.journal.head[0] == again.num_centroids
+    again.close()
+    memory = mgf.ModelGuardS(C, eps=EPS)
+    assert isinstance(memory.codebook_store, LocalStore) and memory.codebook_store.journal is None
+    memory(stream)
+    assert memory.codebook_store.counts().tolist() == memory.centroid_counts.tolist()
+    with pytest.raises(TypeError, match="journal must be a path .* or None, got int"):
+        LocalStore(journal=3)
+    with pytest.raises(StoreError, match="already open for a guard"):
+        mgf.ModelGuardS(C, eps=EPS, store=memory.codebook_store)
+
+
 def test_guards_on_one_name_give_one_sequential_order(redis_server):
     stream = classifier_like(3000, C, seed=4)
     calls = [stream[:1000], stream[500:2000], stream[1500:3000], stream[:3000:7], classifier_like(300, C, seed=40)]
@@ -199,3 +245,38 @@ def test_wait_replicas_answers_only_what_the_replicas_hold(redis_server, tmp_pat
         assert held == lonely.num_centroids > 0  # the replica holds every centroid an answer used
     finally:
         replica.kill()
+
+
+def test_one_exchange_appends_and_returns_what_other_guards_appended(redis_server):
+    settings = {"num_classes": C, "eps": EPS, "order": "first", "dtype": "float32", "sum_tol": 1e-3}
+    a, b = RedisStore(redis_server.url, "model"), RedisStore(redis_server.url, "model")
+    a.open(settings)
+    b.open(settings)
+    row = {c: np.eye(C, dtype=np.float32)[c].tobytes() for c in range(C)}
+    zero = [0] * C
+    assert a.append(zero, [(1, row[1]), (2, row[2]), (1, row[1])]) == (True, [])
+    # b saw nothing: its append to class 1 conflicts and the reply carries every class's newer rows
+    assert b.append(zero, [(1, row[1])]) == (False, [(1, row[1]), (1, row[1]), (2, row[2])])  # in class order
+    # an append to an untouched class succeeds and returns the other classes' newer rows only
+    assert b.append(zero, [(3, row[3])]) == (True, [(1, row[1]), (1, row[1]), (2, row[2])])
+    assert a.counts().tolist() == [0, 2, 1, 1] + [0] * (C - 4)
+    assert a.fetch([0, 2, 0, 0] + [0] * (C - 4)) == [(2, row[2]), (3, row[3])]
+    with pytest.raises(ValueError, match=f"since must hold a count for each of the {C} classes, got 3"):
+        a.fetch([0, 0, 0])
+
+
+def test_a_conflict_costs_one_more_exchange_not_two(redis_server):
+    stream = classifier_like(600, C, seed=11)
+    a, b = guard_on(redis_server), guard_on(redis_server)
+    a(stream[:300])
+    client = redis_server.client()
+
+    def scripts_run():
+        return client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+
+    before = scripts_run()
+    answers = b(stream[:300])  # b's copy is empty: its append conflicts, and the reply catches it up
+    assert scripts_run() - before == 1  # the redo hits a's centroids only: no second exchange
+    assert b.centroid_counts.tolist() == a.centroid_counts.tolist()
+    np.testing.assert_array_equal(answers, a(stream[:300]))
+    client.close()

@@ -10,13 +10,16 @@ Distances are L1 sums in the guard's dtype (float32 by default), in a fixed
 summation order shared by the CPU and GPU kernels; inputs of the other float
 dtype are cast to it and the answers cast back.
 
-Replicas share one codebook through a CodebookStore (store=RedisStore(...)):
-the guard's in-memory codebooks are always a prefix of the store's per-class
-logs, so a hit is answered locally and only a batch that creates centroids
-goes to the store (an atomic compare-and-append; on a conflict the guard
-fetches what others appended and redoes the batch). Every answer therefore
-equals that of one global sequential order of all calls on the store, and no
-answer uses a centroid the store has not acknowledged.
+The guard keeps its codebooks in memory and talks to where they live only
+through a CodebookStore (modelguard_fast.stores): a LocalStore (memory, or
+the journal of `journal=path`) or a store shared by replicas
+(store=RedisStore(...)). The in-memory codebooks are always a prefix of the
+store's per-class logs, so a hit is answered locally and only a batch that
+creates centroids goes to the store: one atomic compare-and-append whose
+reply also carries what other replicas appended (on a conflict the guard
+adopts those and redoes the batch). Every answer therefore equals that of
+one global sequential order of all calls on the store, and no answer uses a
+centroid the store has not acknowledged.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from .._validation import choice, float_dtype, positive_int, raise_row_error
 from ..defense import Defense
 from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
-from ..persistence import Journal, JournalError, SnapshotError, read_snapshot, write_snapshot
-from ..stores import CodebookStore, LocalStore, StoreError, StoreUnavailable
+from ..persistence import SnapshotError, read_snapshot, write_snapshot
+from ..stores import CodebookStore, LocalStore, StoreUnavailable
 from . import _forksafe
 from .modelguard_s_frozen import FrozenModelGuardS
 
@@ -192,8 +195,9 @@ class ModelGuardS(Defense):
         centroid_warning: a per-class count at which a warning is logged
             (logger "modelguard_fast.defenses.modelguard_s"), once per class
             until reset(); default 80% of max_centroids, None without it.
-        store: a shared CodebookStore, e.g.
-            `modelguard_fast.stores.RedisStore(url, name=...)`, used by every
+        store: where the codebooks live, a modelguard_fast.stores.CodebookStore;
+            default LocalStore(journal=journal) (memory, or the journal).
+            A shared one, e.g. `RedisStore(url, name=...)`, is used by every
             replica of a model. Its recorded settings (sum_tol included) must
             equal this guard's (StoreError otherwise); order="nearest" is
             refused (its answers have no prefix property). A call that needs
@@ -249,42 +253,33 @@ class ModelGuardS(Defense):
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
         self.reset_stats()
-        self._journal = None
-        self._journal_closed = False
-        self._shared = None
-        journal, store = self._resolve_store(journal, store)
-        if store is not None:
-            store.open(self._journal_meta())
-            self._shared = store
+        self._closed = False
+        store = self._resolve_store(journal, store)
+        store.open(self._journal_meta())
+        self._backing = store
+        try:
             self._catch_up()
-        if journal is not None:
-            self._journal = Journal(journal, self._journal_meta(), self._record_bytes(), legacy_meta=self._settings())
-            try:
-                self._replay(self._journal.records)
-            except BaseException:
-                self._journal.close()
-                raise
-            self._journal.records = []
+        except BaseException:
+            store.close()
+            raise
 
-    def _resolve_store(self, journal, store):
-        """(journal path or None, shared store or None) from the constructor's journal= and store=."""
+    def _resolve_store(self, journal, store) -> CodebookStore:
+        """The CodebookStore of the constructor's journal= and store= (LocalStore(journal) without a store)."""
         if store is None:
-            return journal, None
+            return LocalStore(journal=journal)
         if journal is not None:
             raise ValueError("pass journal or store, not both (journal=path is short for store=LocalStore(journal=path))")
-        if isinstance(store, LocalStore):
-            return store.path, None
         if not isinstance(store, CodebookStore):
             raise TypeError(f"store must be a modelguard_fast.stores.CodebookStore, got {type(store).__name__}")
-        if self.order != "first":
+        if store.shared and self.order != "first":
             raise ValueError(f"order={self.order!r} cannot use a shared store ({store.describe()}): only "
                              "order='first' answers from a prefix of the shared codebook are globally consistent")
-        return None, store
+        return store
 
     @property
-    def codebook_store(self) -> CodebookStore | None:
-        """The shared CodebookStore holding this guard's codebooks (None for a local guard)."""
-        return self._shared
+    def codebook_store(self) -> CodebookStore:
+        """The CodebookStore holding this guard's codebooks (a LocalStore for a guard of one process)."""
+        return self._backing
 
     # ----------------------------------------------------------------- settings
     def _settings(self) -> dict[str, Any]:
@@ -339,7 +334,7 @@ class ModelGuardS(Defense):
                 return quantize(*args)
             except _Conflict:
                 continue  # the codebooks were caught up: redo the batch on them
-        raise StoreUnavailable(f"{self._shared.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
+        raise StoreUnavailable(f"{self._backing.describe()}: {MAX_CONFLICTS} compare-and-append conflicts "
                                "in one call (other replicas keep appending to the same classes); "
                                "retry the call or use smaller batches")
 
@@ -409,19 +404,21 @@ class ModelGuardS(Defense):
         return mirror
 
     def _check_usable(self) -> None:
-        if self._journal_closed:
-            kind = "journal" if self._shared is None else "store"
+        if self._closed:
+            kind = "store" if self._backing.shared else "journal"
             raise RuntimeError(f"this guard's {kind} was closed; open a new guard on the {kind}")
-        if self._journal is not None and (self._journal._forked or self._journal._pid != os.getpid()):
-            raise JournalError(f"this guard's journal {self._journal.path} belongs to process {self._journal._pid}; "
-                               f"a forked child ({os.getpid()}) cannot use it: open a new guard on another journal")
+        self._backing.check_usable()
 
     def _commit(self, rows: np.ndarray, classes: np.ndarray) -> None:
         """Makes the centroids just appended (`rows`, of `classes`, in order) durable, or undoes them.
 
         Undone, with CapacityError, when a class would exceed max_centroids.
+        The store's reply also carries what other replicas appended: adopted
+        after a successful append, and before the caller redoes the batch
+        after a conflict (_Conflict).
         """
         self._changed()
+        newer: list[tuple[int, bytes]] = []
         try:
             counts = np.asarray(self._store.counts(), dtype=np.int64)
             if self.max_centroids is not None and counts.max(initial=0) > self.max_centroids:
@@ -429,42 +426,49 @@ class ModelGuardS(Defense):
                 raise CapacityError(
                     f"class {full}'s codebook holds max_centroids={self.max_centroids} centroids; this call "
                     "would add another, so it was refused and nothing changed (raise max_centroids, or reset)")
-            if self._journal is not None:
-                self._journal.append([(int(c), row.tobytes()) for c, row in zip(classes, rows)])
-            if self._shared is not None:
-                base = counts - np.bincount(classes, minlength=self.num_classes)
-                records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-                           for c, row in zip(classes, rows)]
-                if not self._shared.append(base.tolist(), records):
-                    raise _Conflict
+            base = counts - np.bincount(classes, minlength=self.num_classes)
+            records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
+                       for c, row in zip(classes, rows)]
+            appended, newer = self._backing.append(base, records)
+            if not appended:
+                raise _Conflict
         except BaseException as err:
             counts = np.asarray(self._store.counts()) - np.bincount(classes, minlength=self.num_classes)
             self._store.truncate(counts.tolist())
             self._changed()
             if isinstance(err, _Conflict):
-                self._catch_up()  # then the caller redoes the batch
+                self._adopt(newer)  # then the caller redoes the batch
             raise
         self._warn_if_full(counts)
+        self._adopt(newer)
 
     def _catch_up(self) -> None:
-        """Appends what the shared store holds beyond the local codebooks (validated) to them."""
-        records = self._shared.fetch(self._store.counts())
+        """Appends what the store holds beyond the local codebooks (validated) to them."""
+        self._adopt(self._backing.fetch(self._store.counts()))
+
+    def _adopt(self, records: list[tuple[int, bytes]]) -> None:
+        """Validates centroids read from the store (appended after the local ones, in log order per class)
+        and appends them to the local codebooks; raises the store's error (StoreError, JournalError)
+        for content that is not a valid codebook of this guard, changing nothing."""
         if not records:
             return
-        source = self._shared.describe()
+        source, error = self._backing.describe(), self._backing.error
         classes = np.array([k for k, _ in records], dtype=np.int64)
         if (classes < 0).any() or (classes >= self.num_classes).any() or \
                 any(len(p) != self._record_bytes() for _, p in records):
-            raise StoreError(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
-                             f"{self._record_bytes()} bytes; refusing a corrupted codebook")
+            raise error(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
+                        f"{self._record_bytes()} bytes; refusing a corrupted codebook")
         rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype.newbyteorder("<"))
         rows = rows.astype(self.dtype).reshape(len(records), -1)
         try:
             self._check_capacity((np.asarray(self._store.counts()) + np.bincount(
                 classes, minlength=self.num_classes)).tolist(), source)
+        except ValueError as err:
+            raise error(str(err)) from None
+        try:
             rows = self._checked_centroids(rows, classes, source)
         except ValueError as err:
-            raise StoreError(f"refusing a corrupted codebook: {err}") from None
+            raise error(f"refusing a corrupted codebook: {err}") from None
         self._store.append_rows(classes, rows)
         self._changed()
 
@@ -476,7 +480,7 @@ class ModelGuardS(Defense):
         be reached; 0 for a local guard.
         """
         with self._lock:
-            if self._shared is None:
+            if not self._backing.shared:
                 return 0
             before = self._store.total()
             self._catch_up()
@@ -548,15 +552,18 @@ class ModelGuardS(Defense):
             raise ValueError(f"state was saved with settings {settings}, this guard has {self._settings()}")
         classes, rows = self._validated_codebooks(state.get("centroids"), state.get("counts"))
         with self._lock:
-            if self._journal is not None:
+            if self._backing.shared:
+                raise ValueError(f"load_state_dict would bypass the shared store ({self._backing.describe()}); use "
+                                 "ModelGuardS.load(snapshot, store=...) to fill a new, empty one")
+            if self._backing.persistent:
                 raise ValueError("load_state_dict would bypass the journal; open a new guard on a new journal "
                                  "and load the state there")
-            if self._shared is not None:
-                raise ValueError(f"load_state_dict would bypass the shared store ({self._shared.describe()}); use "
-                                 "ModelGuardS.load(snapshot, store=...) to fill a new, empty one")
+            backing = LocalStore()
+            backing.open(self._journal_meta())
+            backing.append(np.zeros(self.num_classes, dtype=np.int64), self._records(classes, rows))
             store = _store_type(self.dtype)(self.num_classes)
             store.append_rows(classes, rows)
-            self._store = store
+            self._store, self._backing = store, backing
             self._changed()
             self.reset_stats()
             self._warned = set()
@@ -637,8 +644,8 @@ class ModelGuardS(Defense):
         if journal is not None:
             state = guard.state_dict()
             classes = np.repeat(np.arange(guard.num_classes), state["counts"])
-            items = [(int(c), row.tobytes()) for c, row in zip(classes, state["centroids"])]
-            guard._journal = Journal.create(journal, guard._journal_meta(), guard._record_bytes(), items)
+            guard._backing = LocalStore.create(journal, guard._journal_meta(), guard._records(classes,
+                                                                                           state["centroids"]))
         if store is not None:
             return guard._copy_into(store)
         return guard
@@ -674,50 +681,38 @@ class ModelGuardS(Defense):
         """
         with self._lock:
             self._check_usable()
-            if self._shared is not None:
-                raise ValueError(f"reset() would change answers other replicas gave from {self._shared.describe()}; "
+            if self._backing.shared:
+                raise ValueError(f"reset() would change answers other replicas gave from {self._backing.describe()}; "
                                  "a shared codebook is never reset (use a new store name)")
-            if self._journal is not None:
-                try:
-                    self._journal.reset(self._journal_meta())
-                finally:
-                    if self._journal.head[0] == 0:  # replaced, even if syncing its folder failed
-                        self._store.clear()
-                        self._changed()
-            self._store.clear()
-            self._changed()
+            try:
+                self._backing.reset()
+            finally:
+                if not self._backing.counts().any():  # emptied, even if syncing the journal's folder failed
+                    self._store.clear()
+                    self._changed()
             self.reset_stats()
             self._warned = set()
 
-    def _replay(self, records: list[tuple[int, bytes]]) -> None:
-        if not records:
-            return
-        classes = np.array([k for k, _ in records], dtype=np.int64)
-        if classes.max() >= self.num_classes:
-            raise JournalError(f"{self._journal.path} holds a record of class {int(classes.max())}, "
-                               f"but the guard has {self.num_classes} classes")
-        self._check_capacity(np.bincount(classes, minlength=self.num_classes).tolist(), str(self._journal.path))
-        rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype).reshape(len(records), -1)
-        self._store.append_rows(classes, self._checked_centroids(rows, classes, "the journal"))
-        self._changed()
+    def _records(self, classes: np.ndarray, rows: np.ndarray) -> list[tuple[int, bytes]]:
+        """(class, raw little-endian row) pairs, the form a CodebookStore keeps."""
+        raw = np.ascontiguousarray(rows, dtype=self.dtype.newbyteorder("<")).tobytes()
+        size = self._record_bytes()
+        return [(int(c), raw[i * size : (i + 1) * size]) for i, c in enumerate(classes.tolist())]
 
     def close(self) -> None:
-        """Closes the journal, if any; a guard with a closed journal refuses further calls."""
+        """Closes the store (journal, Redis connection); a guard with a journal or shared store then refuses
+        further calls."""
         with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal_closed = True
-            if self._shared is not None:
-                self._shared.close()
-                self._journal_closed = True
+            self._backing.close()
+            self._closed = self._backing.persistent
 
     # ------------------------------------------------------------------ copies
     def __getstate__(self) -> dict[str, Any]:
-        if self._shared is not None:
-            raise TypeError(f"a ModelGuardS bound to {self._shared.describe()} cannot be copied or pickled: open "
+        if self._backing.shared:
+            raise TypeError(f"a ModelGuardS bound to {self._backing.describe()} cannot be copied or pickled: open "
                             "another guard on the same store instead")
-        if self._journal is not None:
-            raise TypeError(f"a ModelGuardS bound to journal {self._journal.path} cannot be copied or pickled: two "
+        if self._backing.persistent:
+            raise TypeError(f"a ModelGuardS bound to {self._backing.describe()} cannot be copied or pickled: two "
                             "guards would answer from one protection state, each recording only its own centroids; "
                             "copy its codebooks explicitly with state_dict()/load_state_dict() if that is intended")
         with self._lock:

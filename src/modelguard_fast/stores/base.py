@@ -58,6 +58,8 @@ class CodebookStore(ABC):
     shared: bool = False
     #: True when the logs outlive the process (a journal file, a Redis server).
     persistent: bool = True
+    #: What a guard raises for content of this store that is not a valid codebook.
+    error: type[ValueError] = StoreError
 
     @abstractmethod
     def open(self, settings: dict[str, Any]) -> None:
@@ -76,15 +78,23 @@ class CodebookStore(ABC):
         """
 
     @abstractmethod
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> bool:
+    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
         """Atomically appends `records` if every class they touch still has `base[c]` centroids.
 
-        Returns True once the store has durably acknowledged the append, False
-        (appending nothing) if another guard appended to one of those classes
-        first. Raises StoreUnavailable when the store cannot be reached or did
-        not acknowledge in time; the append may then have happened or not, and
-        a later fetch tells.
+        `base` holds the caller's count of every class (shape (C,)). Returns
+        `(appended, newer)` in one exchange with the store: `appended` is True
+        once the store has durably acknowledged the append, False (appending
+        nothing) if another guard appended to one of the touched classes
+        first; `newer` are the centroids other guards appended beyond `base`
+        (as fetch(base) would return them: on success those of the untouched
+        classes, on a conflict those of every class), so the caller catches
+        up without asking again. Raises StoreUnavailable when the store
+        cannot be reached or did not acknowledge in time; the append may then
+        have happened or not, and a later fetch tells.
         """
+
+    def check_usable(self) -> None:
+        """Raises if this process may not use the store (e.g. a journal opened by the parent of a fork)."""
 
     @abstractmethod
     def counts(self) -> np.ndarray:
@@ -92,7 +102,7 @@ class CodebookStore(ABC):
 
     @abstractmethod
     def reset(self) -> None:
-        """Empties the logs (settings kept)."""
+        """Empties the logs (settings kept); counts() tells whether it happened when it raises."""
 
     @abstractmethod
     def close(self) -> None:

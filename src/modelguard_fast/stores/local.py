@@ -7,50 +7,86 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..persistence import Journal
+from ..persistence import Journal, JournalError
 from .base import CodebookStore, SETTING_KEYS, StoreError, row_bytes
 
 
 class LocalStore(CodebookStore):
     """Codebooks of a single guard: in memory, or durable in a journal when `journal` is a path.
 
-    The guard's own codebooks are the data; this store only counts them and,
-    with a journal, makes every new centroid durable (fsync) before the answer
-    that uses it is returned. The journal file is locked to one process, so a
-    LocalStore is never shared: use RedisStore for several processes.
+    The guard's own codebooks are the data; this store counts them and, with
+    a journal (modelguard_fast.persistence.Journal: checksummed, hash-chained,
+    locked to one process), makes every new centroid durable (fsync) before
+    the answer that uses it is returned, restores them on opening, and
+    replaces the file atomically on reset(). A LocalStore is never shared:
+    use RedisStore for several processes.
 
     `ModelGuardS(..., journal=path)` is the short form of
-    `ModelGuardS(..., store=LocalStore(journal=path))`.
+    `ModelGuardS(..., store=LocalStore(journal=path))`. Content that is not a
+    valid codebook of the guard's settings raises JournalError.
     """
 
     shared = False
 
     def __init__(self, journal: str | os.PathLike | None = None):
+        if journal is not None and not isinstance(journal, (str, os.PathLike)):
+            raise TypeError(f"journal must be a path (str or os.PathLike) or None, got {type(journal).__name__}")
         self.path = journal
         self.persistent = journal is not None
-        self._journal: Journal | None = None
+        self.error = JournalError if journal is not None else StoreError
+        #: The open Journal (None in memory, and before open()).
+        self.journal: Journal | None = None
         self._counts: np.ndarray | None = None
         self._settings: dict[str, Any] | None = None
         self._loaded: list[tuple[int, bytes]] = []
 
-    def describe(self) -> str:
-        return f"journal {self.path}" if self.path is not None else "in-memory store"
+    @classmethod
+    def create(cls, journal: str | os.PathLike, settings: dict[str, Any],
+               records: list[tuple[int, bytes]]) -> "LocalStore":
+        """An open store on a new journal holding `records`, which appears complete or not at all.
 
-    def open(self, settings: dict[str, Any]) -> None:
+        Raises JournalError when `journal` exists (whatever it holds).
+        """
+        store = cls(journal)
+        store._bind(settings)
+        store._count(records)
+        store.journal = Journal.create(journal, store._settings, row_bytes(settings), records)
+        return store
+
+    def describe(self) -> str:
+        if self.path is None:
+            return "in-memory store"
+        return f"journal {self.journal.path if self.journal is not None else self.path}"
+
+    def _bind(self, settings: dict[str, Any]) -> None:
         if self._counts is not None:
             raise StoreError(f"this {self.describe()} is already open for a guard; a LocalStore serves one guard")
         if set(settings) != set(SETTING_KEYS):
             raise ValueError(f"settings must have the keys {SETTING_KEYS}, got {sorted(settings)}")
-        counts = np.zeros(int(settings["num_classes"]), dtype=np.int64)
         self._settings = dict(settings)
-        if self.path is not None:
-            self._journal = Journal(self.path, settings, row_bytes(settings))
-            self._loaded, self._journal.records = self._journal.records, []
-            for cls, _ in self._loaded:
-                if not 0 <= cls < len(counts):
-                    raise StoreError(f"{self.describe()} holds a centroid of class {cls}, outside [0, {len(counts)})")
-                counts[cls] += 1
-        self._counts = counts
+        self._counts = np.zeros(int(settings["num_classes"]), dtype=np.int64)
+
+    def _count(self, records: list[tuple[int, bytes]]) -> None:
+        classes = np.fromiter((c for c, _ in records), dtype=np.int64, count=len(records))
+        C = len(self._counts)
+        if classes.size and not 0 <= int(classes.min()) <= int(classes.max()) < C:
+            bad = int(classes.max()) if classes.max() >= C else int(classes.min())
+            raise self.error(f"{self.describe()} holds a record of class {bad}, but the guard has {C} classes")
+        self._counts += np.bincount(classes, minlength=C)
+
+    def open(self, settings: dict[str, Any]) -> None:
+        self._bind(settings)
+        if self.path is None:
+            return
+        # Journals of format 1 recorded the settings without sum_tol.
+        legacy = {k: v for k, v in self._settings.items() if k != "sum_tol"}
+        self.journal = Journal(self.path, self._settings, row_bytes(settings), legacy_meta=legacy)
+        self._loaded, self.journal.records = self.journal.records, []
+        try:
+            self._count(self._loaded)
+        except BaseException:
+            self.close()
+            raise
 
     def fetch(self, since: Sequence[int]) -> list[tuple[int, bytes]]:
         since = np.asarray(since, dtype=np.int64)
@@ -62,24 +98,36 @@ class LocalStore(CodebookStore):
                              f"asked for rows after {since.tolist()}")
         return list(self._loaded)
 
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> bool:
+    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
         classes = np.fromiter((c for c, _ in records), dtype=np.int64, count=len(records))
         if not np.array_equal(np.asarray(base, dtype=np.int64)[classes], self._counts[classes]):
-            return False
-        if self._journal is not None:
-            self._journal.append(records)
+            return False, []
+        if self.journal is not None:
+            self.journal.append(records)
         np.add.at(self._counts, classes, 1)
-        return True
+        return True, []
+
+    def check_usable(self) -> None:
+        journal = self.journal
+        if journal is not None and (journal._forked or journal._pid != os.getpid()):
+            raise JournalError(f"this guard's journal {journal.path} belongs to process {journal._pid}; a forked "
+                               f"child ({os.getpid()}) cannot use it: open a new guard on another journal")
 
     def counts(self) -> np.ndarray:
         return self._counts.copy()
 
     def reset(self) -> None:
-        if self._journal is not None:
-            self._journal.reset(self._settings)
-        self._counts[:] = 0
-        self._loaded = []
+        """Empties the store; a journal is replaced atomically (JournalError, old one intact, if it cannot be)."""
+        if self.journal is None:
+            self._counts[:] = 0
+            return
+        try:
+            self.journal.reset(self._settings)
+        finally:
+            if self.journal.head[0] == 0:  # replaced, even if syncing its folder failed
+                self._counts[:] = 0
+                self._loaded = []
 
     def close(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
+        if self.journal is not None:
+            self.journal.close()

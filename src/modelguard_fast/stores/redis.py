@@ -8,11 +8,13 @@ name's keys in one Redis Cluster slot, so each script may touch them all):
                           num_classes raw little-endian values of dtype
 
 Every step that reads or writes more than one key is a Lua script (atomic on
-the server): `open` records or returns the settings, `fetch` returns what was
-appended after the caller's per-class counts, and `append` is the
-compare-and-append (it appends only if every touched class still has the
-length the caller saw). Values are raw bytes the guard decodes and validates;
-nothing is ever unpickled.
+the server): `open` records or returns the settings, and one script serves
+both `fetch` and `append`: it appends only if every touched class still has
+the length the caller saw (the compare-and-append) and returns, in the same
+reply, what other guards appended beyond the caller's per-class counts, so a
+batch that creates centroids costs one round trip, a conflict included.
+Values are raw bytes the guard decodes and validates; nothing is ever
+unpickled.
 
 Durability: an append counts as acknowledged when the script returned (and,
 with `wait_replicas=N`, when `WAIT N` confirmed N replicas). It survives a
@@ -63,37 +65,52 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return {1, {}}
 """
 
-_FETCH = """
+# The compare-and-append and the fetch in one script. KEYS[1]: the settings
+# key; the class lists are <prefix>class:<c>, derived from it (the {name} hash
+# tag puts them all in its Redis Cluster slot; 100 key names per call would
+# cost more to send than the rest of the exchange). ARGV[1]: the caller's
+# count of every class, as decimals separated by spaces; then (class, payload)
+# pairs in append order (none for a plain fetch). Appends only if every touched
+# class still has the caller's count; returns {appended (1/0), then {class,
+# length, rows beyond the caller's count} for each class whose length differs
+# from the caller's count (after a successful append: the untouched classes
+# only)}, or -1 without a settings record.
+_SYNC = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
-local out = {}
-for i = 2, #KEYS do
-  local since = tonumber(ARGV[i - 1])
-  local n = redis.call('LLEN', KEYS[i])
-  if n ~= since then
-    out[#out + 1] = {i - 2, n, n > since and redis.call('LRANGE', KEYS[i], since, -1) or {}}
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'settings') .. 'class:'
+local since = {}
+for n in string.gmatch(ARGV[1], '%d+') do
+  since[#since + 1] = tonumber(n)
+end
+local touched = {}
+for j = 2, #ARGV, 2 do
+  touched[tonumber(ARGV[j])] = true
+end
+local ok = 1
+for c in pairs(touched) do
+  if redis.call('LLEN', prefix .. c) ~= since[c + 1] then
+    ok = 0
+    break
+  end
+end
+if ok == 1 then
+  for j = 2, #ARGV, 2 do
+    redis.call('RPUSH', prefix .. ARGV[j], ARGV[j + 1])
+  end
+end
+local out = {ok}
+for c = 0, #since - 1 do
+  if ok == 0 or not touched[c] then
+    local key = prefix .. c
+    local n = redis.call('LLEN', key)
+    if n ~= since[c + 1] then
+      out[#out + 1] = {c, n, n > since[c + 1] and redis.call('LRANGE', key, since[c + 1], -1) or {}}
+    end
   end
 end
 return out
-"""
-
-# KEYS: settings, then the touched classes' lists. ARGV: their base lengths,
-# then (index into KEYS, payload) pairs in append order.
-_APPEND = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return -1
-end
-local m = #KEYS
-for i = 2, m do
-  if redis.call('LLEN', KEYS[i]) ~= tonumber(ARGV[i - 1]) then
-    return 0
-  end
-end
-for j = m, #ARGV, 2 do
-  redis.call('RPUSH', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
-end
-return 1
 """
 
 
@@ -154,8 +171,7 @@ class RedisStore(CodebookStore):
         self._prefix = prefix
         self._settings_key = prefix + "settings"
         self._open_script = self._client.register_script(_OPEN)
-        self._fetch_script = self._client.register_script(_FETCH)
-        self._append_script = self._client.register_script(_APPEND)
+        self._sync_script = self._client.register_script(_SYNC)
         self._settings: dict[str, Any] | None = None
         self._class_keys: list[str] = []
 
@@ -233,46 +249,47 @@ class RedisStore(CodebookStore):
 
     def fetch(self, since: Sequence[int]) -> list[tuple[int, bytes]]:
         self._require_open()
+        return self._sync(since, [])[1]
+
+    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
+        self._require_open()
+        return self._sync(base, records)
+
+    def _sync(self, since: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
+        """One run of the sync script (compare-and-append `records`, and what others appended beyond `since`)."""
         since = [int(n) for n in since]
-        result = self._call(self._fetch_script, keys=[self._settings_key, *self._class_keys], args=since)
+        if len(since) != len(self._class_keys):
+            raise ValueError(f"since must hold a count for each of the {len(self._class_keys)} classes, "
+                             f"got {len(since)}")
+        if min(since, default=0) < 0:
+            raise ValueError(f"since must hold counts >= 0, got {since}")
+        keys = [self._settings_key]
+        args: list[Any] = [" ".join(map(str, since))]
+        for c, payload in records:
+            args += [int(c), payload]
+        if self.wait_replicas and records:
+            def run():
+                pipe = self._client.pipeline(transaction=False)
+                self._sync_script(keys=keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
+                return pipe.execute()
+            result, replicas = self._call(run)
+            if result != -1 and result[0] == 1 and replicas < self.wait_replicas:
+                raise StoreUnavailable(f"{self.describe()}: the append reached {replicas} of the "
+                                       f"{self.wait_replicas} replicas required within {self.wait_timeout} s")
+        else:
+            result = self._call(self._sync_script, keys=keys, args=args)
         if result == -1:
             raise StoreError(f"{self.describe()} lost its settings record (was the Redis data flushed or lost?); "
                              "refusing to serve from it")
-        records = []
-        for cls, n, rows in result:
+        newer = []
+        for cls, n, rows in result[1:]:
             if n < since[cls]:
                 raise StoreError(f"{self.describe()} holds {n} centroids of class {cls}, fewer than the "
                                  f"{since[cls]} this guard already answered with: acknowledged data was lost "
                                  "(enable AOF with appendfsync always, or wait_replicas)")
-            records += [(int(cls), bytes(row)) for row in rows]
-        return records
-
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> bool:
-        self._require_open()
-        if not records:
-            return True
-        touched = sorted({c for c, _ in records})
-        slot = {c: i + 2 for i, c in enumerate(touched)}  # index into KEYS (Lua counts from 1)
-        keys = [self._settings_key, *(self._class_keys[c] for c in touched)]
-        args: list[Any] = [int(base[c]) for c in touched]
-        for c, payload in records:
-            args += [slot[c], payload]
-        if self.wait_replicas:
-            def run():
-                pipe = self._client.pipeline(transaction=False)
-                self._append_script(keys=keys, args=args, client=pipe)
-                pipe.execute_command("WAIT", self.wait_replicas, int(self.wait_timeout * 1000))
-                return pipe.execute()
-            outcome, replicas = self._call(run)
-            if outcome == 1 and replicas < self.wait_replicas:
-                raise StoreUnavailable(f"{self.describe()}: the append reached {replicas} of the "
-                                       f"{self.wait_replicas} replicas required within {self.wait_timeout} s")
-        else:
-            outcome = self._call(self._append_script, keys=keys, args=args)
-        if outcome == -1:
-            raise StoreError(f"{self.describe()} lost its settings record (was the Redis data flushed or lost?); "
-                             "refusing to append to it")
-        return outcome == 1
+            newer += [(int(cls), bytes(row)) for row in rows]
+        return result[0] == 1, newer
 
     def counts(self) -> np.ndarray:
         self._require_open()
