@@ -163,6 +163,40 @@ def test_mgs_against_a_copy_of_the_batch(ratios, threads, C, batch):
     ratios.bound(group, "guard / copy", t_guard / t_copy, 2.0 if batch >= 4096 else 3.0)
 
 
+@pytest.mark.parametrize("batch", [256, 4096])
+@pytest.mark.parametrize("C", [10, 100, 256])
+def test_mgs_time_breakdown(ratios, C, batch):
+    """Where a guard call's time goes, one thread, each part timed in turn in the same rounds: the copy
+    of the batch, the row check alone, the check writing the rows out (NoDefense's kernel), the
+    codebook search alone, the whole quantize kernel, and the guard call around it."""
+    _C.set_thread_limit(1)
+    try:
+        data = classifier_like(STREAM, C, seed=C)
+        guard = mgf.ModelGuardS(C, eps=EPS)
+        guard(data)
+        x = classifier_like(batch, C, seed=C + 1)
+        guard(x)  # steady state: every row answered by a centroid
+        out, top = np.empty_like(x), np.empty(batch, np.int64)
+        index, distance = np.empty(batch, np.int64), np.empty(batch, np.float32)
+        codebook, offsets = guard.frozen().codebook, guard.frozen().offsets
+        store = mgf.ops.mgs.indexed_store(codebook, offsets)
+        _C.check_rows_f32(x, 1e-3, top)
+        parts = {
+            "np.copyto (read + write)": lambda: np.copyto(out, x),
+            "row check (top-1 included)": lambda: _C.check_rows_f32(x, 1e-3, top),
+            "checked copy (NoDefense kernel)": lambda: _C.check_copy_rows_f32(x, 1e-3, out),
+            "codebook search alone": lambda: store.search(x, top, EPS, 0, index, distance),
+            "quantize kernel": lambda: guard._store.quantize(x, EPS, 0, 1e-3, out),
+            "guard call": lambda: guard(x),
+        }
+        times = alternating(list(parts.values()), rounds=200 if batch == 256 else 40)
+    finally:
+        _C.set_thread_limit(1 << 30)
+    group = f"mgs breakdown C={C} batch={batch} 1 thread"
+    for (name, _), t in zip(parts.items(), times):
+        ratios.add(group, name, t / batch, reference=name.startswith("np.copyto"))
+
+
 @pytest.mark.parametrize("kind", ["numpy", "torch"])
 def test_mgs_batch1_latency_against_softmax(ratios, kind):
     C = 10
