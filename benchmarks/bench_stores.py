@@ -71,8 +71,8 @@ def replica(kind, target, index, barrier, results, repeats):
     store = guard.codebook_store
     append = store.append
 
-    def counted(base, records):
-        appended, newer = append(base, records)
+    def counted(base, classes, rows):
+        appended, newer = append(base, classes, rows)
         exchanges["appends"] += 1
         exchanges["conflicts"] += not appended
         return appended, newer

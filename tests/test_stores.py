@@ -41,9 +41,9 @@ class RecordingStore(LocalStore):
         super().__init__(journal)
         self.calls = []
 
-    def append(self, base, records):
-        self.calls.append(("append", list(base), list(records)))
-        return super().append(base, records)
+    def append(self, base, classes, rows):
+        self.calls.append(("append", list(base), list(classes)))
+        return super().append(base, classes, rows)
 
     def fetch(self, since):
         self.calls.append(("fetch", list(since)))
@@ -252,13 +252,14 @@ def test_one_exchange_appends_and_returns_what_other_guards_appended(redis_serve
     a, b = RedisStore(redis_server.url, "model"), RedisStore(redis_server.url, "model")
     a.open(settings)
     b.open(settings)
-    row = {c: np.eye(C, dtype=np.float32)[c].tobytes() for c in range(C)}
+    eye = np.eye(C, dtype=np.float32)
+    row = {c: eye[c].tobytes() for c in range(C)}
     zero = [0] * C
-    assert a.append(zero, [(1, row[1]), (2, row[2]), (1, row[1])]) == (True, [])
+    assert a.append(zero, np.array([1, 2, 1]), eye[[1, 2, 1]]) == (True, [])
     # b saw nothing: its append to class 1 conflicts and the reply carries every class's newer rows
-    assert b.append(zero, [(1, row[1])]) == (False, [(1, row[1]), (1, row[1]), (2, row[2])])  # in class order
+    assert b.append(zero, np.array([1]), eye[[1]]) == (False, [(1, row[1]), (1, row[1]), (2, row[2])])  # by class
     # an append to an untouched class succeeds and returns the other classes' newer rows only
-    assert b.append(zero, [(3, row[3])]) == (True, [(1, row[1]), (1, row[1]), (2, row[2])])
+    assert b.append(zero, np.array([3]), eye[[3]]) == (True, [(1, row[1]), (1, row[1]), (2, row[2])])
     assert a.counts().tolist() == [0, 2, 1, 1] + [0] * (C - 4)
     assert a.fetch([0, 2, 0, 0] + [0] * (C - 4)) == [(2, row[2]), (3, row[3])]
     with pytest.raises(ValueError, match=f"since must hold a count for each of the {C} classes, got 3"):

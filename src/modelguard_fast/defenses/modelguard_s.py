@@ -40,6 +40,7 @@ from ..params import DEFAULT_SUM_TOL
 from ..ops.mgs import packed_to_device, search_cuda
 from ..persistence import SnapshotError, read_snapshot, write_snapshot
 from ..stores import CodebookStore, LocalStore, StoreUnavailable
+from ..stores.base import records_of
 from . import _forksafe
 from .modelguard_s_frozen import FrozenModelGuardS
 
@@ -427,9 +428,7 @@ class ModelGuardS(Defense):
                     f"class {full}'s codebook holds max_centroids={self.max_centroids} centroids; this call "
                     "would add another, so it was refused and nothing changed (raise max_centroids, or reset)")
             base = counts - np.bincount(classes, minlength=self.num_classes)
-            records = [(int(c), row.astype(self.dtype.newbyteorder("<"), copy=False).tobytes())
-                       for c, row in zip(classes, rows)]
-            appended, newer = self._backing.append(base, records)
+            appended, newer = self._backing.append(base, classes, rows)
             if not appended:
                 raise _Conflict
         except BaseException as err:
@@ -560,7 +559,7 @@ class ModelGuardS(Defense):
                                  "and load the state there")
             backing = LocalStore()
             backing.open(self._journal_meta())
-            backing.append(np.zeros(self.num_classes, dtype=np.int64), self._records(classes, rows))
+            backing.append(np.zeros(self.num_classes, dtype=np.int64), classes, rows)
             store = _store_type(self.dtype)(self.num_classes)
             store.append_rows(classes, rows)
             self._store, self._backing = store, backing
@@ -644,8 +643,8 @@ class ModelGuardS(Defense):
         if journal is not None:
             state = guard.state_dict()
             classes = np.repeat(np.arange(guard.num_classes), state["counts"])
-            guard._backing = LocalStore.create(journal, guard._journal_meta(), guard._records(classes,
-                                                                                           state["centroids"]))
+            guard._backing = LocalStore.create(journal, guard._journal_meta(),
+                                               records_of(classes, state["centroids"], guard.dtype))
         if store is not None:
             return guard._copy_into(store)
         return guard
@@ -692,12 +691,6 @@ class ModelGuardS(Defense):
                     self._changed()
             self.reset_stats()
             self._warned = set()
-
-    def _records(self, classes: np.ndarray, rows: np.ndarray) -> list[tuple[int, bytes]]:
-        """(class, raw little-endian row) pairs, the form a CodebookStore keeps."""
-        raw = np.ascontiguousarray(rows, dtype=self.dtype.newbyteorder("<")).tobytes()
-        size = self._record_bytes()
-        return [(int(c), raw[i * size : (i + 1) * size]) for i, c in enumerate(classes.tolist())]
 
     def close(self) -> None:
         """Closes the store (journal, Redis connection); a guard with a journal or shared store then refuses

@@ -38,6 +38,13 @@ def row_bytes(settings: dict[str, Any]) -> int:
     return int(settings["num_classes"]) * np.dtype(settings["dtype"]).itemsize
 
 
+def records_of(classes: np.ndarray, rows: np.ndarray, dtype: Any) -> list[tuple[int, bytes]]:
+    """(class, raw little-endian row of `dtype`) pairs: how stores keep centroids."""
+    raw = np.ascontiguousarray(rows, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+    size = len(raw) // len(classes) if len(classes) else 0
+    return [(int(c), raw[i * size : (i + 1) * size]) for i, c in enumerate(np.asarray(classes).tolist())]
+
+
 def check_settings(found: dict[str, Any], wanted: dict[str, Any], where: str) -> None:
     """Raises StoreError naming both when the recorded settings differ from the guard's."""
     if found != wanted:
@@ -78,8 +85,10 @@ class CodebookStore(ABC):
         """
 
     @abstractmethod
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
-        """Atomically appends `records` if every class they touch still has `base[c]` centroids.
+    def append(self, base: Sequence[int], classes: np.ndarray,
+               rows: np.ndarray) -> tuple[bool, list[tuple[int, bytes]]]:
+        """Atomically appends centroids `rows` ((k, C), the settings' dtype) of `classes` ((k,) int) in
+        order, if every class they touch still has `base[c]` centroids.
 
         `base` holds the caller's count of every class (shape (C,)). Returns
         `(appended, newer)` in one exchange with the store: `appended` is True

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..persistence import Journal, JournalError
-from .base import CodebookStore, SETTING_KEYS, StoreError, row_bytes
+from .base import CodebookStore, SETTING_KEYS, StoreError, records_of, row_bytes
 
 
 class LocalStore(CodebookStore):
@@ -98,13 +98,14 @@ class LocalStore(CodebookStore):
                              f"asked for rows after {since.tolist()}")
         return list(self._loaded)
 
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
-        classes = np.fromiter((c for c, _ in records), dtype=np.int64, count=len(records))
+    def append(self, base: Sequence[int], classes: np.ndarray,
+               rows: np.ndarray) -> tuple[bool, list[tuple[int, bytes]]]:
+        classes = np.asarray(classes, dtype=np.int64)
         if not np.array_equal(np.asarray(base, dtype=np.int64)[classes], self._counts[classes]):
             return False, []
         if self.journal is not None:
-            self.journal.append(records)
-        np.add.at(self._counts, classes, 1)
+            self.journal.append(records_of(classes, rows, self._settings["dtype"]))
+        self._counts += np.bincount(classes, minlength=len(self._counts))
         return True, []
 
     def check_usable(self) -> None:

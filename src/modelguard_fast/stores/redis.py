@@ -38,6 +38,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     check_settings,
+    records_of,
 )
 
 try:
@@ -251,9 +252,10 @@ class RedisStore(CodebookStore):
         self._require_open()
         return self._sync(since, [])[1]
 
-    def append(self, base: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
+    def append(self, base: Sequence[int], classes: np.ndarray,
+               rows: np.ndarray) -> tuple[bool, list[tuple[int, bytes]]]:
         self._require_open()
-        return self._sync(base, records)
+        return self._sync(base, records_of(classes, rows, self._settings["dtype"]))
 
     def _sync(self, since: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
         """One run of the sync script (compare-and-append `records`, and what others appended beyond `since`)."""
