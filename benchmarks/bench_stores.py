@@ -19,7 +19,7 @@ headline ratio is against local guards, reported against both baselines.
   Throughput = all timed rows / the slowest process's time; every
   configuration runs ROUNDS times, interleaved (the machine's load drifts),
   and the median throughput is reported. Two timed streams: new rows (about
-  0.4% of them still create centroids, in about 2/3 of the batches: each such
+  0.4% of them still create centroids, in half to two thirds of the batches: each such
   batch waits for one exchange with the store) and rows already served in the
   warm-up (every row hits: local kernel speed). Also reported: CPU seconds
   per row (the four processes, plus the redis-server), the batches that
@@ -57,7 +57,8 @@ def servers(tmp_path_factory):
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` so far (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
