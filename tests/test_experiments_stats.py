@@ -123,3 +123,17 @@ def test_findings_follow_their_intervals():
     assert lifted.verdict == "does not hold"
     assert findings["ModelGuard-S's"].verdict == "does not hold"  # MAD's worst case (0.903) is below ModelGuard-S's
     assert findings["ModelGuard-S's"].checks[0][3] == "not resolved at this size"  # None's: 0.957 vs 0.953
+
+
+def test_a_finding_on_a_subset_of_defenses_names_the_ones_it_could_not_test():
+    g = grid({("none", "naive"): [0.95, 0.96, 0.95], ("mgw", "naive"): [0.55, 0.60, 0.58],
+              ("mgw", "pbayes"): [0.94, 0.95, 0.95], ("mgs", "naive"): [0.90, 0.95, 0.92]})
+    findings = {f.statement.split(" ")[0]: f for f in paper_findings(g)}
+    lifted = findings["Partial"]
+    assert lifted.verdict == "holds" and lifted.untested == ("MAD", "RevSig")
+    assert "(tested without MAD, RevSig: not in this grid)" in lifted.markdown()
+    assert lifted.as_dict()["untested"] == ["MAD", "RevSig"]
+    assert findings["ModelGuard-W"].untested == ("RevSig", "MAD", "AM", "Top-1", "Rounding")
+    full = grid({(d, s): [0.9, 0.9, 0.9] for d in ("none", "revsig", "mad", "am", "top1", "rounding", "mgw", "mgs")
+                 for s in ("naive", "pbayes")})
+    assert all(f.untested == () and "untested" not in f.as_dict() for f in paper_findings(full))
