@@ -76,6 +76,29 @@ MGF_HD inline typename OrderKey<T>::type order_key(T v) {
   return bits;
 }
 
+// The verdict of check_probability_row once its lanes are reduced (`clean`: no
+// lane saw a bad entry; `total`: the row sum): the first bad entry of `row`,
+// else the sum against the tolerance. Shared by its SIMD and scalar forms.
+template <typename T>
+MGF_HD inline int32_t row_verdict(const T* row, int64_t C, bool clean, double total, double sum_tol,
+                                  int64_t* bad_col, double* bad_value) {
+  if (!clean) {
+    for (int64_t k = 0; k < C; ++k) {
+      if (!finite_non_negative(row[k])) {
+        *bad_col = k;
+        *bad_value = double(row[k]);
+        return is_finite(row[k]) ? kRowNegative : kRowNonFinite;
+      }
+    }
+  }
+  if (!(abs_value(total - 1.0) <= sum_tol)) {
+    *bad_col = -1;
+    *bad_value = total;
+    return kRowBadSum;
+  }
+  return kRowOk;
+}
+
 // Checks one probability row and finds its top-1 class (first index on ties,
 // as numpy's and torch's argmax do; with kWantTop false, only the check:
 // `top` is not read nor written). On failure, *bad_col and *bad_value name
@@ -145,22 +168,8 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     clean &= int(lanes::lane<Key>(ok, j) != 0);
     total += double(lanes::lane<T>(sum, j));
   }
-  if (!clean) {
-    const T* row = copy != nullptr ? copy : y;
-    for (k = 0; k < C; ++k) {
-      if (!finite_non_negative(row[k])) {
-        *bad_col = k;
-        *bad_value = double(row[k]);
-        return is_finite(row[k]) ? kRowNegative : kRowNonFinite;
-      }
-    }
-  }
-  if (!(abs_value(total - 1.0) <= sum_tol)) {
-    *bad_col = -1;
-    *bad_value = total;
-    return kRowBadSum;
-  }
-  if (!kWantTop) return kRowOk;
+  const int32_t verdict = row_verdict(copy != nullptr ? copy : y, C, clean != 0, total, sum_tol, bad_col, bad_value);
+  if (verdict != kRowOk || !kWantTop) return verdict;
   Key top_key = lanes::lane<Key>(best, 0), at = lanes::lane<Key>(first, 0);
   for (int j = 1; j < 8; ++j) {
     const Key b = lanes::lane<Key>(best, j), f = lanes::lane<Key>(first, j);
@@ -211,22 +220,8 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
     top_key = best[j] > top_key ? best[j] : top_key;
     total += double(sum[j]);
   }
-  if (!clean) {
-    const T* row = copy != nullptr ? copy : y;
-    for (k = 0; k < C; ++k) {
-      if (!finite_non_negative(row[k])) {
-        *bad_col = k;
-        *bad_value = double(row[k]);
-        return is_finite(row[k]) ? kRowNegative : kRowNonFinite;
-      }
-    }
-  }
-  if (!(abs_value(total - 1.0) <= sum_tol)) {
-    *bad_col = -1;
-    *bad_value = total;
-    return kRowBadSum;
-  }
-  if (!kWantTop) return kRowOk;
+  const int32_t verdict = row_verdict(copy != nullptr ? copy : y, C, clean != 0, total, sum_tol, bad_col, bad_value);
+  if (verdict != kRowOk || !kWantTop) return verdict;
   const T* row = copy != nullptr ? copy : y;
   for (k = 0; k < C - 1 && order_key(row[k]) != top_key; ++k) {  // (none holds it only if all are -0.0)
   }
