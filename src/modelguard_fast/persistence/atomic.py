@@ -133,15 +133,7 @@ def create_locked(path: str | os.PathLike, data: bytes) -> int:
     which never replaces anything: two creators cannot both succeed).
     """
     path = Path(path)
-    fd, tmp = locked_temporary(path)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-        os.link(tmp, path)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
+    fd, tmp = _placed_locked(path, data, os.link)
     _unlink_quietly(tmp)
     fsync_dir(folder_of(path))
     return fd
@@ -154,14 +146,23 @@ def replace_locked(path: str | os.PathLike, data: bytes) -> int:
     behind; the returned fd holds the new file's exclusive flock. The caller
     makes the rename durable with fsync_dir once it has adopted the fd.
     """
-    path = Path(path)
+    fd, _ = _placed_locked(Path(path), data, os.replace)
+    return fd
+
+
+def _placed_locked(path: Path, data: bytes, place: Callable[[str, Path], None]) -> tuple[int, str]:
+    """Writes `data` to a locked temporary beside `path`, fsyncs it, and puts it in place with
+    `place(tmp, path)` (os.link: create; os.replace: replace). Returns (fd holding the flock, tmp).
+
+    On any failure the fd is closed and the temporary removed; nothing else changed.
+    """
     fd, tmp = locked_temporary(path)
     try:
         _write_all(fd, data)
         os.fsync(fd)
-        os.replace(tmp, path)
+        place(tmp, path)
     except BaseException:
         os.close(fd)
         _unlink_quietly(tmp)
         raise
-    return fd
+    return fd, tmp
