@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import modelguard_fast as mgf
-from modelguard_fast import _C
+from modelguard_fast._kernels import C as _C  # the module of the instruction set in use
 from conftest import median_seconds, timed
 from streams import classifier_like
 

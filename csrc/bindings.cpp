@@ -94,7 +94,7 @@ py::tuple run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, 
 template <typename T>
 void bind_codebooks(py::module_& m, const char* name) {
   using CB = mgf::Codebooks<T>;
-  py::class_<CB>(m, name)
+  py::class_<CB>(m, name, py::module_local())
       .def(py::init<int64_t>(), py::arg("num_classes"))
       .def_property_readonly("num_classes", &CB::num_classes)
       .def("counts", &CB::counts)
@@ -264,7 +264,7 @@ void search_packed(const py::array& x, const py::array& top, const py::array& co
 template <typename T>
 void bind_bayes_index(py::module_& m, const char* name) {
   using Index = mgf::BayesIndex<T>;
-  py::class_<Index>(m, name)
+  py::class_<Index>(m, name, py::module_local())
       .def(py::init([](const py::array& clean, const py::array& pert, const py::array& clean_top) {
              auto [N, C] = rows_cols(clean);
              const T* cp = in_ptr<T>(clean, -1, "clean");
@@ -399,10 +399,36 @@ void bind_testing(py::module_& m) {
       py::arg("B"), py::arg("C"));
 }
 
+// Whether this CPU runs code built for `isa` ("baseline" or "x86-64-v3": AVX2, FMA, BMI1/2,
+// F16C, LZCNT, MOVBE, with the OS saving the AVX registers), for the choice of module.
+bool cpu_runs(const std::string& isa) {
+  if (isa == "baseline") return true;
+  if (isa != "x86-64-v3") throw std::invalid_argument("isa: expected 'baseline' or 'x86-64-v3', got '" + isa + "'");
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+  return __builtin_cpu_supports("x86-64-v3");
+#else
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+#endif
+#else
+  return false;
+#endif
+}
+
 }  // namespace
 
-PYBIND11_MODULE(_C, m) {
+#if !defined(MGF_MODULE_NAME)
+#define MGF_MODULE_NAME _C
+#define MGF_MODULE_ISA "baseline"
+#endif
+
+// One module per instruction-set level (CMakeLists.txt): _C, and _C_avx2 on x86-64.
+PYBIND11_MODULE(MGF_MODULE_NAME, m) {
   m.doc() = "Compiled kernels of modelguard_fast (private; use the Python API).";
+  m.def("isa", [] { return std::string(MGF_MODULE_ISA); });
+  m.def("cpu_runs", &cpu_runs, py::arg("isa"));
   m.def("cuda_built", &mgf::cuda_built);
   m.def("cuda_device_count", &mgf::cuda_device_count);
   m.def("max_threads", &mgf::max_threads);

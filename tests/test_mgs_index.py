@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import modelguard_fast as mgf
-from modelguard_fast import _C
+from modelguard_fast._kernels import C as _C  # the module of the instruction set in use
 from reference_mgs import ReferenceModelGuardS
 from streams import classifier_like, dirichlet
 

@@ -9,7 +9,7 @@ import torch
 
 import modelguard_fast as mgf
 from mgw_rows import sweep_rows
-from modelguard_fast._C import _testing  # test-only kernel hooks
+from modelguard_fast._kernels import C as kernels  # the compiled module in use
 from modelguard_fast.ops import solve_mgw
 
 pytestmark = pytest.mark.skipif(not mgf.cuda_available(), reason="needs a CUDA GPU and a CUDA build")
@@ -32,7 +32,7 @@ def test_cuda_matches_cpu_bit_for_bit(dtype, C):
 def test_cuda_batch_larger_than_the_thread_count():
     # Rows beyond the kernel's thread count reuse the per-thread workspaces.
     y = torch.tensor(sweep_rows(100, 300, seed=3), dtype=torch.float32).repeat(700, 1)
-    threads = _testing.mgw_cuda_threads(y.shape[0], y.shape[1])
+    threads = kernels._testing.mgw_cuda_threads(y.shape[0], y.shape[1])
     assert y.shape[0] > threads
     x_gpu, f_gpu = solve_mgw(y.cuda(), eps=[0.5, 1.0])
     x_cpu, f_cpu = solve_mgw(y, eps=[0.5, 1.0])

@@ -1,4 +1,5 @@
-# Type stub of the compiled module modelguard_fast._C (csrc/bindings.cpp). Private: the
+# Type stub of the compiled module modelguard_fast._C (csrc/bindings.cpp), and of _C_avx2, the
+# same sources compiled for x86-64-v3 (same functions, same bits). Private: the
 # package imports it in one place, modelguard_fast/_kernels.py. Arrays must be C-contiguous
 # and of the dtype the name says (f32: float32, f64: float64); `top`/`index` are int64.
 # Row checks return (row, code, column, value) of the first bad row, row -1 when all are
@@ -11,6 +12,8 @@ from numpy.typing import NDArray
 
 RowCheck = tuple[int, int, int, float]
 
+def isa() -> str: ...  # the instruction-set level this module was compiled for: "baseline" or "x86-64-v3"
+def cpu_runs(isa: str) -> bool: ...  # whether this CPU runs code compiled for `isa` (ValueError for other names)
 def cuda_built() -> bool: ...
 def cuda_device_count() -> int: ...
 def max_threads() -> int: ...

@@ -1,7 +1,7 @@
 """modelguard_fast: fast, durable defenses against model extraction, and the attacks that test them."""
 
 from . import attacks, ops, stores
-from ._backend import available_backends, cuda_available, cuda_built, kernel_threads
+from ._backend import available_backends, cuda_available, cuda_built, kernel_isa, kernel_threads
 from .attacks import AttackConfig, AttackResult, run_attack
 from .defenses.adaptive_misinformation import AdaptiveMisinformation
 from .defense import Defense, DefenseStats
@@ -49,6 +49,7 @@ __all__ = [
     "cuda_available",
     "cuda_built",
     "evaluate_utility",
+    "kernel_isa",
     "kernel_threads",
     "ops",
     "random_surrogate",

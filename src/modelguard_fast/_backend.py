@@ -32,6 +32,14 @@ def kernel_threads() -> int:
     return int(_C.max_threads())
 
 
+def kernel_isa() -> str:
+    """The instruction-set level of the CPU kernels in use: "x86-64-v3" (AVX2, FMA, BMI2; chosen at import
+    when the CPU runs it) or "baseline" (x86-64 SSE2, or any other architecture). The environment variable
+    MODELGUARD_FAST_ISA, read at import, forces one ("baseline", "x86-64-v3"; default "auto"). Every level
+    gives the same bits."""
+    return str(_C.isa())
+
+
 #: Every backend name, in order of preference for CPU arrays then CUDA arrays.
 BACKENDS = ("cpu-avx512", "cpu", "cuda")
 

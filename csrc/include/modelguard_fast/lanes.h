@@ -5,7 +5,9 @@
 // order is fixed. Written as arrays of eight scalars, GCC leaves those loops
 // scalar (measured: 100 ns to check a 100-column float32 row); here the lanes
 // live in GCC/Clang vector types of 16 bytes (the x86-64 baseline, SSE2), two
-// float32 or four float64 vectors per eight lanes. Each lane still adds its
+// float32 or four float64 vectors per eight lanes, or of 32 bytes in the
+// x86-64-v3 module (MGF_WIDE_LANES, set for every file of that module only, so
+// that one module never holds both widths: CMakeLists.txt). Each lane still adds its
 // own columns left to right with the same IEEE operations, so every result is
 // bit for bit that of the scalar form, which the CUDA kernels compile.
 #pragma once
@@ -21,7 +23,14 @@
 namespace mgf {
 namespace lanes {
 
+#if defined(MGF_WIDE_LANES)
+#if !defined(__AVX2__)
+#error "MGF_WIDE_LANES needs AVX2"
+#endif
+constexpr int kBytes = 32;
+#else
 constexpr int kBytes = 16;
+#endif
 
 template <typename T>
 struct KeyOf;
