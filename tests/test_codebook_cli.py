@@ -21,7 +21,7 @@ def test_export_import_round_trips_preserve_every_future_answer(redis_server, tm
 
     assert main(["codebook", "inspect", "--url", redis_server.url, "--name", "prod"]) == 0
     out = capsys.readouterr().out
-    assert f"centroids: {counts.sum()} (all valid)" in out and "'eps': 0.5" in out and "format version 1" in out
+    assert f"centroids: {counts.sum()} (all valid)" in out and "'eps': 0.5" in out and "format version 2" in out
     assert "per class: " + " ".join(f"{c}:{n}" for c, n in enumerate(counts.tolist())) in out
 
     snapshot = tmp_path / "prod.npz"

@@ -121,6 +121,9 @@ def corrupt(server, guard, action):
     client = server.client()
     key = "mgf:{model}:class:%d"
     row = guard.centroids(3)[0]
+    logged = action in ("short row", "NaN", "negative", "bad sum", "wrong class")
+    if logged:  # a bad row appended as the sync script appends: to its class list and to the log
+        client.rpush("mgf:{model}:log", 5 if action == "wrong class" else 3)
     if action == "foreign key":
         client.set("mgf:{model}:extra", b"x")
     elif action == "wrong type":
@@ -142,6 +145,10 @@ def corrupt(server, guard, action):
         client.hset("mgf:{model}:settings", "format_version", "99")
     elif action == "orphan lists":
         client.delete("mgf:{model}:settings")
+    elif action == "unlogged row":
+        client.rpush(key % 3, row.tobytes())
+    elif action == "foreign log entry":
+        client.lset("mgf:{model}:log", 0, "x3")
     client.close()
 
 
@@ -155,6 +162,8 @@ def corrupt(server, guard, action):
     ("wrong class", "under a class other than its top-1 class"),
     ("settings format", "format_version '99'"),
     ("orphan lists", "has no settings record but holds"),
+    ("unlogged row", r"its log names 83 centroids but its class lists hold 84"),
+    ("foreign log entry", r"its log names class 'x3' 1 times past this guard's position, .* \(no such class\)"),
 ])
 def test_corrupted_or_foreign_content_is_refused(redis_server, action, message):
     first = guard_on(redis_server)
@@ -261,8 +270,13 @@ def test_one_exchange_appends_and_returns_what_other_guards_appended(redis_serve
     # an append to an untouched class succeeds and returns the other classes' newer rows only
     assert b.append(zero, np.array([3]), eye[[3]]) == (True, [(1, row[1]), (1, row[1]), (2, row[2])])
     assert a.counts().tolist() == [0, 2, 1, 1] + [0] * (C - 4)
-    assert a.fetch([0, 2, 0, 0] + [0] * (C - 4)) == [(2, row[2]), (3, row[3])]
-    with pytest.raises(ValueError, match=f"since must hold a count for each of the {C} classes, got 3"):
+    # the log is [1, 2, 1, 3]: a caller holding its first two entries gets the last two, by class
+    assert a.fetch([0, 1, 1, 0] + [0] * (C - 4)) == [(1, row[1]), (3, row[3])]
+    with pytest.raises(StoreError, match=r"names class '1' 1 times past .* holds 2 centroids \(this guard holds "
+                                         r"2\): a corrupted codebook, or counts that are not the state of a prefix"):
+        a.fetch([0, 2, 0, 0] + [0] * (C - 4))  # two entries, but not the log's first two
+    with pytest.raises(ValueError, match=f"since must hold an integer count for each of the {C} classes, "
+                                         r"got int64 of shape \(3,\)"):
         a.fetch([0, 0, 0])
 
 
@@ -280,4 +294,30 @@ def test_a_conflict_costs_one_more_exchange_not_two(redis_server):
     assert scripts_run() - before == 1  # the redo hits a's centroids only: no second exchange
     assert b.centroid_counts.tolist() == a.centroid_counts.tolist()
     np.testing.assert_array_equal(answers, a(stream[:300]))
+    client.close()
+
+
+def test_an_exchange_reads_what_changed_not_every_class(redis_server):
+    # Format 1 compared every class's length on every exchange (C LLEN calls); the log lets the
+    # script read only the entries past the caller's position and the classes they name.
+    classes = 100
+    settings = {"num_classes": classes, "eps": EPS, "order": "first", "dtype": "float32", "sum_tol": 1e-3}
+    a, b = RedisStore(redis_server.url, "wide"), RedisStore(redis_server.url, "wide")
+    a.open(settings)
+    b.open(settings)
+    eye = np.eye(classes, dtype=np.float32)
+    held = np.zeros(classes, dtype=np.int64)
+    client = redis_server.client()
+
+    def server_calls(command):
+        return client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    assert b.append(held, np.array([7, 8]), eye[[7, 8]]) == (True, [])
+    before = {c: server_calls(c) for c in ("llen", "lrange", "rpush")}
+    appended, newer = a.append(held, np.array([9]), eye[[9]])  # one exchange: a appends, and learns of 7 and 8
+    assert appended and newer == [(7, eye[7].tobytes()), (8, eye[8].tobytes())]
+    # LLEN: the log, class 9 (the compare) and classes 7 and 8 (the fetch); LRANGE: the log and 7 and 8;
+    # RPUSH: class 9 and the log
+    assert {c: server_calls(c) - before[c] for c in before} == {"llen": 4, "lrange": 3, "rpush": 2}
+    assert client.lrange("mgf:{wide}:log", 0, -1) == [b"7", b"8", b"9"]
     client.close()

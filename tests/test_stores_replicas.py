@@ -126,14 +126,20 @@ def spawn():
 
 
 def replayed_log(server, name, C, eps) -> ReferenceModelGuardS:
-    """The reference after replaying the store's final log, checking every logged centroid was a miss."""
+    """The reference after replaying the store's final log in its global order (the `log` key: the class
+    of every centroid in append order), checking every logged centroid was a miss."""
     guard = mgf.ModelGuardS(C, eps=eps, store=RedisStore(server.url, name))
+    client = server.client()
+    log = [int(c) for c in client.lrange(f"mgf:{{{name}}}:log", 0, -1)]
+    client.close()
+    books = [guard.centroids(cls) for cls in range(C)]
+    assert np.bincount(log, minlength=C).tolist() == [len(b) for b in books]  # the log names every centroid once
     reference = ReferenceModelGuardS(C, eps)
-    for cls in range(C):
-        for row in guard.centroids(cls):
-            before = len(reference.books[cls])
-            assert reference.answer(row).tobytes() == row.tobytes() and len(reference.books[cls]) == before + 1, \
-                f"class {cls}: centroid {before} of the log was admissible under an earlier one"
+    for position, cls in enumerate(log):
+        before = len(reference.books[cls])
+        row = books[cls][before]
+        assert reference.answer(row).tobytes() == row.tobytes() and len(reference.books[cls]) == before + 1, \
+            f"log entry {position} (class {cls}, centroid {before}) was admissible under an earlier one"
     guard.close()
     return reference
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2
 SETTING_KEYS = ("num_classes", "eps", "order", "dtype", "sum_tol")
 
 
@@ -79,6 +79,11 @@ class CodebookStore(ABC):
     @abstractmethod
     def fetch(self, since: Sequence[int]) -> list[tuple[int, bytes]]:
         """The centroids appended after the first `since[c]` of each class c, in log order per class.
+
+        `since` (shape (C,)) is what the caller holds: a guard's codebooks are
+        always the store's state at some point of its global order, and a
+        shared store may rely on that (RedisStore reads only the log entries
+        past sum(since)).
 
         Raises StoreUnavailable when the store cannot be reached. The guard
         validates every payload before using it.

@@ -6,13 +6,19 @@ name's keys in one Redis Cluster slot, so each script may touch them all):
     mgf:{name}:settings   hash: format, format_version, num_classes, eps, order, dtype, sum_tol
     mgf:{name}:class:<c>  list: the centroids of class c in append order, each
                           num_classes raw little-endian values of dtype
+    mgf:{name}:log        list: the class of every centroid, in the one global
+                          order of all appends (format_version 2)
 
 Every step that reads or writes more than one key is a Lua script (atomic on
 the server): `open` records or returns the settings, and one script serves
 both `fetch` and `append`: it appends only if every touched class still has
 the length the caller saw (the compare-and-append) and returns, in the same
-reply, what other guards appended beyond the caller's per-class counts, so a
-batch that creates centroids costs one round trip, a conflict included.
+reply, what other guards appended since the caller's position in the log, so
+a batch that creates centroids costs one round trip, a conflict included. A
+guard's codebooks are always the log's first entries (it adopts every reply),
+so the server reads only the log's new entries and the classes they name:
+an exchange costs what changed since, not the number of classes (format 1
+compared every class's length on every exchange: 100 calls at C = 100).
 Values are raw bytes the guard decodes and validates; nothing is ever
 unpickled.
 
@@ -55,60 +61,85 @@ _NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,200}")
 
 _OPEN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('HGETALL', KEYS[1])}
+  local held = 0
+  for i = 3, #KEYS do
+    held = held + redis.call('LLEN', KEYS[i])
+  end
+  return {0, redis.call('HGETALL', KEYS[1]), redis.call('LLEN', KEYS[2]), held}
 end
 for i = 2, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    return {-1, KEYS[i]}
+    return {-1, KEYS[i], 0, 0}
   end
 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
-return {1, {}}
+return {1, {}, 0, 0}
 """
 
 # The compare-and-append and the fetch in one script. KEYS[1]: the settings
-# key; the class lists are <prefix>class:<c>, derived from it (the {name} hash
-# tag puts them all in its Redis Cluster slot; 100 key names per call would
-# cost more to send than the rest of the exchange). ARGV[1]: the caller's
-# count of every class, as decimals separated by spaces; then (class, payload)
-# pairs in append order (none for a plain fetch). Appends only if every touched
-# class still has the caller's count; returns {appended (1/0), then {class,
-# length, rows beyond the caller's count} for each class whose length differs
-# from the caller's count (after a successful append: the untouched classes
-# only)}, or -1 without a settings record.
+# key; the log and the class lists are derived from it (the {name} hash tag
+# puts them all in its Redis Cluster slot). ARGV[1]: the caller's position in
+# the log (how many centroids its codebooks hold: they are the log's first
+# ARGV[1] entries); then (class, the caller's count of that class, payload)
+# triples in append order (none for a plain fetch). Appends only if every
+# touched class still has the caller's count, and then logs the classes in
+# order. Returns -1 without a settings record; {-2, log length} when the log
+# is shorter than the caller's position (acknowledged appends were lost);
+# else {appended (1/0), log length before the append, then {class, its length, its
+# entries in the log past the position, its last rows (that many)} for each class the log names past the
+# caller's position, in order of first appearance}. Its cost is that of what
+# changed since the caller's position, not of the number of classes.
 _SYNC = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
 end
-local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'settings') .. 'class:'
-local since = {}
-for n in string.gmatch(ARGV[1], '%d+') do
-  since[#since + 1] = tonumber(n)
-end
-local touched = {}
-for j = 2, #ARGV, 2 do
-  touched[tonumber(ARGV[j])] = true
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #'settings')
+local log = prefix .. 'log'
+local position = tonumber(ARGV[1])
+local total = redis.call('LLEN', log)
+if total < position then
+  return {-2, total}
 end
 local ok = 1
-for c in pairs(touched) do
-  if redis.call('LLEN', prefix .. c) ~= since[c + 1] then
-    ok = 0
-    break
-  end
-end
-if ok == 1 then
-  for j = 2, #ARGV, 2 do
-    redis.call('RPUSH', prefix .. ARGV[j], ARGV[j + 1])
-  end
-end
-local out = {ok}
-for c = 0, #since - 1 do
-  if ok == 0 or not touched[c] then
-    local key = prefix .. c
-    local n = redis.call('LLEN', key)
-    if n ~= since[c + 1] then
-      out[#out + 1] = {c, n, n > since[c + 1] and redis.call('LRANGE', key, since[c + 1], -1) or {}}
+local checked = {}
+for j = 2, #ARGV, 3 do
+  local c = ARGV[j]
+  if not checked[c] then
+    checked[c] = true
+    if redis.call('LLEN', prefix .. 'class:' .. c) ~= tonumber(ARGV[j + 1]) then
+      ok = 0
+      break
     end
+  end
+end
+local out = {ok, total}
+if total > position then
+  local count, first = {}, {}
+  for _, c in ipairs(redis.call('LRANGE', log, position, -1)) do
+    if count[c] == nil then
+      count[c] = 0
+      first[#first + 1] = c
+    end
+    count[c] = count[c] + 1
+  end
+  for _, c in ipairs(first) do
+    local key = prefix .. 'class:' .. c
+    local n = redis.call('LLEN', key)
+    out[#out + 1] = {c, n, count[c], n >= count[c] and redis.call('LRANGE', key, n - count[c], -1) or {}}
+  end
+end
+if ok == 1 and #ARGV > 1 then
+  local classes = {}
+  for j = 2, #ARGV, 3 do
+    redis.call('RPUSH', prefix .. 'class:' .. ARGV[j], ARGV[j + 2])
+    classes[#classes + 1] = ARGV[j]
+    if #classes == 1000 then
+      redis.call('RPUSH', log, unpack(classes))
+      classes = {}
+    end
+  end
+  if #classes > 0 then
+    redis.call('RPUSH', log, unpack(classes))
   end
 end
 return out
@@ -171,6 +202,7 @@ class RedisStore(CodebookStore):
         prefix = f"mgf:{{{name}}}:"
         self._prefix = prefix
         self._settings_key = prefix + "settings"
+        self._log_key = prefix + "log"
         self._open_script = self._client.register_script(_OPEN)
         self._sync_script = self._client.register_script(_SYNC)
         self._settings: dict[str, Any] | None = None
@@ -209,18 +241,21 @@ class RedisStore(CodebookStore):
         wanted = {"num_classes": int(settings["num_classes"]), "eps": float(settings["eps"]),
                   "order": str(settings["order"]), "dtype": str(settings["dtype"]),
                   "sum_tol": float(settings["sum_tol"])}
-        keys = [self._settings_key] + [self._class_key(c) for c in range(wanted["num_classes"])]
+        keys = [self._settings_key, self._log_key] + [self._class_key(c) for c in range(wanted["num_classes"])]
         fields = {"format": FORMAT, "format_version": STORE_FORMAT_VERSION, **wanted}
         args = [x for k, v in fields.items() for x in (k, repr(v) if isinstance(v, float) else str(v))]
-        created, found = self._call(self._open_script, keys=keys, args=args)
+        created, found, logged, held = self._call(self._open_script, keys=keys, args=args)
         if created == -1:
             raise StoreError(f"{self.describe()} has no settings record but holds {_text(found)}; "
                              "refusing content that was not written by modelguard_fast")
         if created == 0:
             check_settings(self._decode_settings(found), wanted, self.describe())
+            if logged != held:
+                raise StoreError(f"{self.describe()}: its log names {logged} centroids but its class lists hold "
+                                 f"{held}; refusing a corrupted codebook")
         self._check_foreign_keys(set(keys))
         self._settings = wanted
-        self._class_keys = keys[1:]
+        self._class_keys = keys[2:]
         log.info("%s: %s codebook (%s)", self.describe(), "created" if created == 1 else "opened", wanted)
 
     def _decode_settings(self, flat: list) -> dict[str, Any]:
@@ -258,17 +293,22 @@ class RedisStore(CodebookStore):
         return self._sync(base, records_of(classes, rows, self._settings["dtype"]))
 
     def _sync(self, since: Sequence[int], records: list[tuple[int, bytes]]) -> tuple[bool, list[tuple[int, bytes]]]:
-        """One run of the sync script (compare-and-append `records`, and what others appended beyond `since`)."""
-        since = [int(n) for n in since]
-        if len(since) != len(self._class_keys):
-            raise ValueError(f"since must hold a count for each of the {len(self._class_keys)} classes, "
-                             f"got {len(since)}")
-        if min(since, default=0) < 0:
-            raise ValueError(f"since must hold counts >= 0, got {since}")
+        """One run of the sync script (compare-and-append `records`, and what others appended beyond `since`).
+
+        `since` holds the caller's count of every class; together they are the
+        first sum(since) entries of the log (a guard's codebooks always are).
+        """
+        counts = np.asarray(since)
+        if counts.shape != (len(self._class_keys),) or counts.dtype.kind not in "iu":
+            raise ValueError(f"since must hold an integer count for each of the {len(self._class_keys)} classes, "
+                             f"got {counts.dtype} of shape {counts.shape}")
+        if counts.min(initial=0) < 0:
+            raise ValueError(f"since must hold counts >= 0, got {counts.tolist()}")
+        since = counts.tolist()
         keys = [self._settings_key]
-        args: list[Any] = [" ".join(map(str, since))]
+        args: list[Any] = [sum(since)]
         for c, payload in records:
-            args += [int(c), payload]
+            args += [c, since[c], payload]
         if self.wait_replicas and records:
             def run():
                 pipe = self._client.pipeline(transaction=False)
@@ -284,13 +324,19 @@ class RedisStore(CodebookStore):
         if result == -1:
             raise StoreError(f"{self.describe()} lost its settings record (was the Redis data flushed or lost?); "
                              "refusing to serve from it")
+        if result[0] == -2:
+            raise StoreError(f"{self.describe()} holds {result[1]} centroids, fewer than the {sum(since)} this "
+                             "guard already answered with: acknowledged data was lost (enable AOF with "
+                             "appendfsync always, or wait_replicas)")
         newer = []
-        for cls, n, rows in result[1:]:
-            if n < since[cls]:
-                raise StoreError(f"{self.describe()} holds {n} centroids of class {cls}, fewer than the "
-                                 f"{since[cls]} this guard already answered with: acknowledged data was lost "
-                                 "(enable AOF with appendfsync always, or wait_replicas)")
-            newer += [(int(cls), bytes(row)) for row in rows]
+        for named, n, logged, rows in result[2:]:
+            cls = int(named) if _text(named).isdecimal() else -1
+            if not 0 <= cls < len(since) or n - logged != since[cls] or len(rows) != logged:
+                held = f"this guard holds {since[cls]}" if 0 <= cls < len(since) else "no such class"
+                raise StoreError(f"{self.describe()}: its log names class {_text(named)!r} {logged} times past "
+                                 f"this guard's position, and that class holds {n} centroids ({held}): a corrupted "
+                                 "codebook, or counts that are not the state of a prefix of its log; refusing it")
+            newer += [(cls, bytes(row)) for row in rows]
         return result[0] == 1, newer
 
     def counts(self) -> np.ndarray:
