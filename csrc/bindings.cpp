@@ -58,6 +58,47 @@ py::array_t<int64_t> as_array(const std::vector<int64_t>& v) {
   return a;
 }
 
+// The fields of the DLPack ABI (dlpack.h; the unversioned "dltensor" capsule of
+// torch.utils.dlpack.to_dlpack) that quantize_array reads.
+struct DLDevice {
+  int32_t device_type;  // 1: kDLCPU
+  int32_t device_id;
+};
+struct DLDataType {
+  uint8_t code;  // 2: kDLFloat
+  uint8_t bits;
+  uint16_t lanes;
+};
+struct DLTensor {
+  void* data;
+  DLDevice device;
+  int32_t ndim;
+  DLDataType dtype;
+  int64_t* shape;
+  int64_t* strides;  // in elements; NULL: C-contiguous
+  uint64_t byte_offset;
+};
+
+// The rows of a "dltensor" capsule (which keeps its tensor alive) if they are host memory of
+// type T, C-contiguous, of shape (C,) or (B >= 1, C); else nullptr.
+template <typename T>
+const T* dlpack_rows(PyObject* capsule, int64_t C, int64_t* B, py::ssize_t* nd) {
+  if (!PyCapsule_IsValid(capsule, "dltensor")) return nullptr;
+  const auto* t = static_cast<const DLTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+  if (t->device.device_type != 1 || t->dtype.code != 2 || t->dtype.bits != 8 * sizeof(T) || t->dtype.lanes != 1 ||
+      t->ndim < 1 || t->ndim > 2 || t->shape[t->ndim - 1] != C) {
+    return nullptr;
+  }
+  *nd = t->ndim;
+  *B = t->ndim == 2 ? t->shape[0] : 1;
+  if (*B < 1) return nullptr;
+  if (t->strides != nullptr) {  // a dimension of size 1 may have any stride
+    if (C > 1 && t->strides[t->ndim - 1] != 1) return nullptr;
+    if (t->ndim == 2 && *B > 1 && t->strides[0] != C) return nullptr;
+  }
+  return reinterpret_cast<const T*>(static_cast<const char*>(t->data) + t->byte_offset);
+}
+
 py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c.code, c.col, c.value); }
 
 // Codebooks::quantize on validated pointers, for Python: (rows, None or the check of the
@@ -114,22 +155,28 @@ void bind_codebooks(py::module_& m, const char* name) {
           "quantize_array",
           [](CB& cb, const py::handle& obj, double eps, int32_t mode, double sum_tol) -> py::object {
             // The common case read in place, without the general conversion layer: a numpy
-            // ndarray (not a subclass) of exactly this dtype, C-contiguous, of shape (C,) or
-            // (B >= 1, C). Anything else gives None (the caller takes the general path).
-            if (Py_TYPE(obj.ptr()) != reinterpret_cast<PyTypeObject*>(py::detail::npy_api::get().PyArray_Type_)) {
-              return py::none();
-            }
-            const auto x = py::reinterpret_borrow<py::array>(obj);
+            // ndarray (not a subclass) of this dtype (byte order included), C-contiguous, of
+            // shape (C,) or (B >= 1, C), or a DLPack capsule of such host rows (a CPU tensor).
+            // Anything else gives None (the caller takes the general path).
             const int64_t C = cb.num_classes();
-            const py::ssize_t nd = x.ndim();
-            if (!py::dtype::of<T>().is(x.dtype()) || nd < 1 || nd > 2 || x.shape(nd - 1) != C ||
-                (nd == 2 && x.shape(0) < 1) || !(x.flags() & py::array::c_style)) {
+            int64_t B = 0;
+            py::ssize_t nd = 0;
+            const T* xp = nullptr;
+            if (Py_TYPE(obj.ptr()) == reinterpret_cast<PyTypeObject*>(py::detail::npy_api::get().PyArray_Type_)) {
+              const auto x = py::reinterpret_borrow<py::array>(obj);
+              const py::dtype want = py::dtype::of<T>();
+              nd = x.ndim();
+              if (!(want.is(x.dtype()) || want.equal(x.dtype())) || nd < 1 || nd > 2 || x.shape(nd - 1) != C ||
+                  (nd == 2 && x.shape(0) < 1) || !(x.flags() & py::array::c_style)) {
+                return py::none();
+              }
+              B = nd == 2 ? x.shape(0) : 1;
+              xp = static_cast<const T*>(x.data());
+            } else if ((xp = dlpack_rows<T>(obj.ptr(), C, &B, &nd)) == nullptr) {
               return py::none();
             }
-            const int64_t B = nd == 2 ? x.shape(0) : 1;
             py::array_t<T> out = nd == 2 ? py::array_t<T>({B, C}) : py::array_t<T>(C);
-            return run_quantize(cb, static_cast<const T*>(x.data()), B, C, eps, mode, sum_tol, out.mutable_data(),
-                                out);
+            return run_quantize(cb, xp, B, C, eps, mode, sum_tol, out.mutable_data(), out);
           },
           py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"))
       .def(

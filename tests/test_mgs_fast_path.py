@@ -1,11 +1,14 @@
 """The in-place path of ModelGuardS.__call__ (plain numpy arrays and CPU tensors of the guard's
 dtype) answers, refuses and counts exactly as the general conversion path does."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 
 import modelguard_fast as mgf
+from modelguard_fast._kernels import C as _C
 from streams import classifier_like
 
 C = 10
@@ -56,3 +59,49 @@ def test_tensors_the_kernel_cannot_read_in_place_take_the_general_path():
         out = fast(x)
         assert isinstance(out, torch.Tensor) and out.dtype == x.dtype and out.shape == x.shape
         np.testing.assert_array_equal(out.detach().float().numpy(), fast(y.clone()).numpy())
+
+
+def test_tensor_views_the_kernel_reads_in_place_get_the_answers_of_their_values():
+    # Read through DLPack: views with a storage offset, single rows of a batch (any row stride),
+    # tensors in inference mode or requiring grad. Each must be answered as its values are.
+    fast, general = twin_guards()
+    big = torch.from_numpy(classifier_like(40, C, seed=8))
+    wide = torch.zeros(40, C + 3)
+    wide[:, :C] = big
+    with torch.inference_mode():
+        frozen = big.clone()
+    for x in (big[5:17], big[9], big[9:10], big.t().t(), big[::3][2], wide[:, :C], wide[4, :C], frozen,
+              big.clone().requires_grad_(True)):
+        values = np.ascontiguousarray(x.detach().numpy())
+        out = fast(x)
+        assert type(out) is torch.Tensor and out.dtype == x.dtype and out.shape == x.shape and not out.requires_grad
+        np.testing.assert_array_equal(out.numpy(), general(np.asfortranarray(values) if values.ndim == 2 else values))
+
+
+def test_a_tensor_with_the_negative_bit_is_answered_by_its_values():
+    # DLPack exports a tensor's memory without its negative bit: such a tensor must not be read in place.
+    fast, general = twin_guards()
+    p = torch.from_numpy(classifier_like(6, C, seed=9))
+    expected = general(np.asfortranarray(p.numpy()))
+    for x in (torch._neg_view(-p), torch.complex(torch.zeros_like(p), -p).conj().imag):  # the values of p, stored negated
+        assert x.is_neg() and torch.equal(x, p)
+        np.testing.assert_array_equal(fast(x).numpy(), expected)
+        np.testing.assert_array_equal(fast(x[2]).numpy(), expected[2])
+    counts = fast.centroid_counts.copy(), fast.num_queries
+    with pytest.raises(ValueError, match="non-negative probabilities"):
+        fast(torch._neg_view(p))  # stored as p, its values are -p: refused
+    np.testing.assert_array_equal(fast.centroid_counts, counts[0])
+    assert fast.num_queries == counts[1]
+
+
+def test_a_float32_array_with_an_equal_but_not_canonical_dtype_is_answered_in_place():
+    fast, general = twin_guards()
+    rows = classifier_like(30, C, seed=10)
+    thawed = pickle.loads(pickle.dumps(rows))
+    assert thawed.dtype == np.float32 and thawed.dtype is not np.dtype(np.float32)
+    kernel = _C.Codebooks32(C)  # a bare kernel store: the guards' own stay untouched
+    assert kernel.quantize_array(thawed, 0.5, 0, 1e-3) is not None  # read as it is
+    np.testing.assert_array_equal(fast(thawed), general(np.asfortranarray(rows)))
+    swapped = rows.astype(rows.dtype.newbyteorder(">"))  # equal values, other byte order: not in place
+    assert kernel.quantize_array(swapped, 0.5, 0, 1e-3) is None
+    np.testing.assert_array_equal(fast(swapped), general(np.asfortranarray(rows)))

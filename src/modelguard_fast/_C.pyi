@@ -43,7 +43,8 @@ class _Codebooks:
     def quantize(self, x: np.ndarray, eps: float, mode: int, sum_tol: float, out: np.ndarray
                  ) -> tuple[int, RowCheck | None, float, float, tuple[NDArray[np.int64], np.ndarray] | None]: ...
     # quantize_array: quantize on a numpy array of this dtype, C-contiguous, shape (C,) or (B, C),
-    # read in place: (out, rows, check, sum, max, appended) as above, or None for anything else.
+    # or a DLPack capsule (torch.utils.dlpack.to_dlpack) of such host rows, read in place:
+    # (out, rows, check, sum, max, appended) as above, out a numpy array of x's shape; None for anything else.
     def quantize_array(self, x: object, eps: float, mode: int, sum_tol: float
                        ) -> tuple[np.ndarray, int, RowCheck | None, float, float,
                                   tuple[NDArray[np.int64], np.ndarray] | None] | None: ...

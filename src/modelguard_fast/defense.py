@@ -92,6 +92,63 @@ def check_replayable(defense: Any) -> None:
                          "paper suggests)")
 
 
+_ZERO = (0, 0, 0, 0.0, 0.0)  # queries, infeasible, distortion_rows, distortion_sum, distortion_max
+
+
+def _merged(a: tuple, b: tuple) -> tuple:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3], max(a[4], b[4]))
+
+
+class _Tally:
+    """One generation of a DefenseStats's counts: `base` plus one cell per thread that recorded into it.
+
+    Each thread writes only its own cell, a one-item list whose item is
+    replaced by a new 5-tuple per record (one reference store, atomic), so a
+    record needs no lock and readers see each record whole or not at all.
+    `lock` guards `base` and `cells` (readers, new cells, folding).
+    """
+
+    __slots__ = ("local", "lock", "base", "cells")
+
+    def __init__(self, base: tuple = _ZERO) -> None:
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.base = base
+        self.cells: list[tuple[list, threading.Thread]] = []
+
+    def new_cell(self) -> list:
+        cell = [_ZERO]
+        with self.lock:
+            if len(self.cells) >= _FOLD_AT:
+                self._fold_dead()
+            self.cells.append((cell, threading.current_thread()))
+        self.local.cell = cell
+        return cell
+
+    def _fold_dead(self) -> None:
+        """Moves the counts of threads that ended into base (under lock): a dead thread's cell is final."""
+        live = []
+        for cell, thread in self.cells:
+            if thread.is_alive():
+                live.append((cell, thread))
+            else:
+                self.base = _merged(self.base, cell[0])
+        self.cells = live
+
+    def total(self) -> tuple:
+        with self.lock:
+            self._fold_dead()
+            total = self.base
+            for cell, _ in self.cells:
+                total = _merged(total, cell[0])
+            return total
+
+
+# Cells kept before those of ended threads are folded into the base (bounds memory when each
+# request gets a new thread).
+_FOLD_AT = 64
+
+
 class DefenseStats:
     """What a defense has answered since it was built or since its reset_stats().
 
@@ -103,58 +160,74 @@ class DefenseStats:
             measures every answer; other defenses none).
         distortion_sum, distortion_max: sum and largest of those distortions (L1, float).
 
-    Thread-safe: each record() is one atomic update. Copies (pickle,
-    copy.deepcopy) carry the counts. A forked child gets fresh locks (the
-    fork does not wait for them: these are counts, not protection state, and
-    their lock is never held while another is taken).
+    Thread-safe and exact: each record() is one atomic update, without a lock
+    (each thread adds into its own cell; readers sum the cells), so serving
+    threads never wait on each other here. reset() and load() start a new
+    generation of cells; a record racing with them lands before or after
+    them, whole. Copies (pickle, copy.deepcopy) carry the counts. A forked
+    child keeps the counts and gets fresh locks (the fork does not wait for
+    them: these are counts, not protection state, and their lock is never
+    held while another is taken).
     """
 
     _FIELDS = ("queries", "infeasible", "distortion_rows", "distortion_sum", "distortion_max")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._tally = _Tally()
         _ALL_STATS.add(self)
-        self._clear()
-
-    def _clear(self) -> None:
-        self.queries = 0
-        self.infeasible = 0
-        self.distortion_rows = 0
-        self.distortion_sum = 0.0
-        self.distortion_max = 0.0
 
     def record(self, rows: int, *, infeasible: int = 0, distortion_sum: Optional[float] = None,
                distortion_max: float = 0.0) -> None:
         """Adds one call's answers: `rows` rows, `infeasible` of them infeasible, and, when the defense
         measured them, their summed and largest L1 distortion."""
-        with self._lock:
-            self.queries += rows
-            self.infeasible += infeasible
-            if distortion_sum is not None:
-                self.distortion_rows += rows
-                self.distortion_sum += distortion_sum
-                self.distortion_max = max(self.distortion_max, distortion_max)
+        tally = self._tally
+        try:
+            cell = tally.local.cell
+        except AttributeError:
+            cell = tally.new_cell()
+        q, inf, measured, total, largest = cell[0]
+        if distortion_sum is None:
+            cell[0] = (q + rows, inf + infeasible, measured, total, largest)
+        else:
+            cell[0] = (q + rows, inf + infeasible, measured + rows, total + distortion_sum,
+                       largest if largest >= distortion_max else distortion_max)
+
+    @property
+    def queries(self) -> int:
+        return self._tally.total()[0]
+
+    @property
+    def infeasible(self) -> int:
+        return self._tally.total()[1]
+
+    @property
+    def distortion_rows(self) -> int:
+        return self._tally.total()[2]
+
+    @property
+    def distortion_sum(self) -> float:
+        return self._tally.total()[3]
+
+    @property
+    def distortion_max(self) -> float:
+        return self._tally.total()[4]
 
     @property
     def mean_distortion(self) -> float:
         """Mean L1 distortion of the measured answers (0.0 before any)."""
-        with self._lock:
-            return self.distortion_sum / self.distortion_rows if self.distortion_rows else 0.0
+        _, _, rows, total, _ = self._tally.total()
+        return total / rows if rows else 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        """The counts as a dict of plain numbers, taken at one instant."""
-        with self._lock:
-            return {name: getattr(self, name) for name in self._FIELDS}
+        """The counts as a dict of plain numbers, each record counted whole or not at all."""
+        return dict(zip(self._FIELDS, self._tally.total()))
 
     def load(self, values: dict[str, Any]) -> None:
         """Replaces the counts with those of a snapshot()."""
-        with self._lock:
-            for name in self._FIELDS:
-                setattr(self, name, values[name])
+        self._tally = _Tally(tuple(values[name] for name in self._FIELDS))
 
     def reset(self) -> None:
-        with self._lock:
-            self._clear()
+        self._tally = _Tally()
 
     def __getstate__(self) -> dict[str, Any]:
         return self.snapshot()
@@ -176,7 +249,7 @@ def _after_fork_in_child() -> None:
     _MODEL_LOCKS_GUARD, _STATS_GUARD = threading.Lock(), threading.Lock()
     _MODEL_LOCKS.clear()
     for stats in list(_ALL_STATS):
-        stats._lock = threading.Lock()
+        stats._tally.lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

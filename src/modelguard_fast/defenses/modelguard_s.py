@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.dlpack import to_dlpack
 
 from .. import _arrays, params
 from .._kernels import C as _C
@@ -64,21 +65,8 @@ class CapacityError(RuntimeError):
     """A call would grow a class codebook beyond the guard's max_centroids; nothing was changed."""
 
 
-def _host_view(x: Any) -> np.ndarray | None:
-    """`x` itself if it is a numpy array, the numpy view of a plain CPU tensor, else None.
-
-    What the kernel cannot read in place (see Codebooks.quantize_array) still
-    takes the general path, _arrays.prepare, with its checks and messages.
-    """
-    if type(x) is np.ndarray:
-        return x
-    torch = sys.modules.get("torch")
-    if torch is None or type(x) is not torch.Tensor:
-        return None
-    try:  # refused for tensors off the CPU, requiring grad, sparse, with a negative bit, of other dtypes
-        return x.numpy()
-    except (RuntimeError, TypeError):
-        return None
+# Read on every call (module globals are cheaper than attribute chains).
+_ndarray, _Tensor, _from_numpy = np.ndarray, torch.Tensor, torch.from_numpy
 
 
 def _store_type(dtype: np.dtype):
@@ -253,7 +241,7 @@ class ModelGuardS(Defense):
         self._store = _store_type(self.dtype)(self.num_classes)
         self._version = 0
         self._mirrors: dict[str, _DeviceMirror] = {}
-        self.reset_stats()
+        self.reset_stats()  # creates self._stats, which the call path uses directly
         self._closed = False
         store = self._resolve_store(journal, store)
         store.open(self._journal_meta())
@@ -303,16 +291,33 @@ class ModelGuardS(Defense):
     # ------------------------------------------------------------ the defense
     def __call__(self, probs: Any) -> Any:
         """Quantizes predictions; see the class docstring."""
-        view = None if self.renormalize else probs if type(probs) is np.ndarray else _host_view(probs)
+        # What Codebooks.quantize_array may read in place: a numpy array, or a DLPack capsule of a
+        # plain torch tensor (torch.utils.dlpack.to_dlpack: its memory, kept alive by the capsule;
+        # never one with the negative bit set, which DLPack would export without the sign). The
+        # kernel takes only C-contiguous host rows of the guard's dtype and answers None for the
+        # rest (device tensors, other dtypes, strided), which take the general path below.
+        view = None
+        if not self.renormalize:
+            if type(probs) is _ndarray:
+                view = probs
+            elif type(probs) is _Tensor and not probs.is_neg():
+                try:
+                    view = to_dlpack(probs)
+                except (RuntimeError, TypeError, BufferError):  # sparse, meta, batched (vmap) tensors...
+                    pass
         if view is not None:  # the common case, read in place by the kernel (no conversion layer)
-            with self._lock:
+            lock = self._lock
+            lock.acquire()  # not `with`: this path is timed against one torch op (issue 14)
+            try:
                 self._check_usable()
                 try:
                     out = self._quantize_in_place(view)
                 except _Conflict:  # the codebooks were caught up: redo the batch on them
                     out = self._retrying(self._quantize_in_place, view, conflicts=1)
+            finally:
+                lock.release()
             if out is not None:
-                return out if view is probs else sys.modules["torch"].from_numpy(out)
+                return out if view is probs else _from_numpy(out)
         # The general path. The kernel reads each row once (see Codebooks.quantize), but
         # renormalisation and casts read the caller's rows before it: a private copy of a CPU
         # array is what every later step reads, so another thread rewriting the array during
@@ -340,13 +345,19 @@ class ModelGuardS(Defense):
                                "retry the call or use smaller batches")
 
     def _quantize_in_place(self, x: np.ndarray) -> np.ndarray | None:
-        """_quantize_cpu on an array the kernel reads as it is; None when it cannot (see _host_view).
+        """_quantize_cpu on rows the kernel reads as they are (see __call__); None when it cannot.
 
         Such an array has the guard's dtype (quantize_array takes no other), so
         its rows are held to the tolerance _arrays.checked would give them.
         """
         served = self._store.quantize_array(x, self.eps, self._mode, self._own_dtype_tol)
-        return None if served is None else self._settled(self._own_dtype_tol, *served)
+        if served is None:
+            return None
+        out, rows, check, total, largest, appended = served
+        if check is not None or appended is not None:
+            return self._settled(self._own_dtype_tol, out, rows, check, total, largest, appended)
+        self._stats.record(rows, distortion_sum=total, distortion_max=largest)  # a hit: nothing to commit
+        return out
 
     def _quantize_cpu(self, x: np.ndarray, sum_tol: float) -> np.ndarray:
         out = np.empty_like(x)
