@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from . import params
+from . import _kernels, params
 from ._validation import ROW_OK, raise_row_error
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _HALF = ("float16", "bfloat16")
+_FULL_NAMES = ("float32", "float64")  # held to sum_tol alone (params.row_sum_tolerance)
 
 
 @dataclass
@@ -83,9 +84,58 @@ def _torch_dtype(dtype: np.dtype):
     return {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[np.dtype(dtype)]
 
 
+_F32, _F64 = FLOAT_DTYPES
+
+
+def _plain_view(x: Any, num_classes: int | None) -> tuple[Batch, str] | None:
+    """_view's answer for the common case, read without its general machinery; None for anything else.
+
+    The common case: a numpy array or a plain CPU tensor (its numpy view; torch
+    refuses that view for tensors off the CPU, requiring grad or with the
+    negative or conjugate bit) of float32 or float64 (numpy's own dtype
+    objects, so native byte order), 1-D (C,) or 2-D (B >= 1, C) with C >= 1
+    columns (num_classes of them when given), C-contiguous with a non-negative
+    row stride. Everything else, errors included, is _view's.
+    """
+    if type(x) is np.ndarray:
+        kind = "numpy"
+    else:
+        torch = _torch()
+        if torch is None or type(x) is not torch.Tensor:
+            return None
+        try:
+            x = x.numpy()
+        except (RuntimeError, TypeError):
+            return None
+        kind = "torch"
+    dtype = x.dtype
+    if dtype is _F32:
+        given = "float32"
+    elif dtype is _F64:
+        given = "float64"
+    else:
+        return None
+    shape = x.shape
+    cols = shape[-1] if shape else 0
+    if cols == 0 or (num_classes is not None and cols != num_classes) or not x.flags.c_contiguous:
+        return None
+    if len(shape) == 1:
+        return Batch(kind, False, x[None], dtype, True), given
+    # Only a one-row array can be C-contiguous with a negative row stride (torch.from_numpy refuses those).
+    if len(shape) != 2 or shape[0] == 0 or (shape[0] == 1 and x.strides[0] < 0):
+        return None
+    return Batch(kind, False, x, dtype, False), given
+
+
 def _view(x: Any, name: str, num_classes: int | None, allow_half: bool) -> tuple[Batch, str]:
     """`x` as a 2-D batch in float32 or float64 (half precision widened, exactly, to float32), and
     the name of the caller's dtype."""
+    plain = _plain_view(x, num_classes)
+    return plain if plain is not None else _general_view(x, name, num_classes, allow_half)
+
+
+def _general_view(x: Any, name: str, num_classes: int | None, allow_half: bool) -> tuple[Batch, str]:
+    """_view for every input: its checks and errors, conversions and copies."""
     try:
         kind = _kind(x)
     except TypeError as err:
@@ -185,7 +235,7 @@ def checked(x: Any, name: str, num_classes: int | None, sum_tol: float, *, compu
     checked here already (their sum may have moved in the cast).
     """
     batch, given = _view(x, name, num_classes, allow_half=True)
-    tol = params.row_sum_tolerance(sum_tol, given)
+    tol = sum_tol if given in _FULL_NAMES else params.row_sum_tolerance(sum_tol, given)
     target = batch.dtype if compute_dtype is None else np.dtype(compute_dtype)
     narrowing = target.itemsize < batch.dtype.itemsize
     if kernel_checks and not renormalize and not narrowing:
@@ -214,15 +264,14 @@ def checked_copy(x: Any, name: str, num_classes: int | None, sum_tol: float) -> 
     `top` is not computed there (None).
     """
     batch, given = _view(x, name, num_classes, allow_half=True)
-    tol = params.row_sum_tolerance(sum_tol, given)
+    tol = sum_tol if given in _FULL_NAMES else params.row_sum_tolerance(sum_tol, given)
     if batch.on_cuda:
         batch.top = _check(batch, name, tol, False)
         batch.data = batch.data.clone()
         return batch
-    from . import _kernels
-
-    out = np.empty_like(batch.data)
-    row, code, col, value = _kernels.check_copy_rows(batch.data, tol, out)
+    data = batch.data
+    out = np.empty(data.shape, data.dtype)
+    row, code, col, value = _kernels.check_copy_rows(data, tol, out)
     if row >= 0:
         raise_row_error(name, row, code, col, value, tol)
     batch.data = out
@@ -237,8 +286,6 @@ def _cast(batch: Batch, dtype: np.dtype) -> Any:
 
 def _check(batch: Batch, name: str, tol: float, hint: bool) -> Any:
     """Runs check_probability_row over every row; raises for the first bad one, returns the top-1 classes."""
-    from . import _kernels
-
     if batch.on_cuda:
         status, top = _kernels.check_rows_cuda(batch.data, tol)
         bad = status.nonzero().flatten()
@@ -256,8 +303,6 @@ def _check(batch: Batch, name: str, tol: float, hint: bool) -> Any:
 def _raise_for_row(host: np.ndarray, name: str, row: int, tol: float, hint: bool) -> None:
     """Raises the error of row `row`, flagged by a CUDA check: the host check of that one row
     (the same function) names its column and value."""
-    from . import _kernels
-
     _, code, col, value = _kernels.check_rows(np.ascontiguousarray(host), tol, np.empty(1, dtype=np.int64))
     raise_row_error(name, row, code, col, value, tol, hint)
 
@@ -305,7 +350,7 @@ def restore(result: Any, batch: Batch) -> Any:
 
             return cupy.from_dlpack(result)
         return result
-    if result.dtype != batch.dtype:
+    if result.dtype is not batch.dtype and result.dtype != batch.dtype:
         result = result.astype(batch.dtype)
     if batch.kind == "torch":
         return _torch().from_numpy(result)
