@@ -58,3 +58,36 @@ def test_no_defense_against_its_bound(ratios, C, batch):
     ratios.add(group, "np.copyto (read + write)", t_copy / batch, reference=True)
     if batch >= 4096:
         ratios.bound(group, "NoDefense / copy", t_defense / t_copy, 1.5)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+@pytest.mark.parametrize("batch", [1, 32])
+def test_small_batches_against_the_checked_copy_kernel(ratios, kind, batch):
+    """The Python layer at small batches (C = 10, float32): each per-prediction defense's call against the
+    checked copy it cannot do without (a fresh output array and the C++ check_copy_rows, the pass-through's
+    whole kernel work), all timed in alternation, 200 calls at a time. A single prediction is a (C,) row."""
+    from modelguard_fast import _kernels
+
+    rows = classifier_like(batch, 10, seed=3).astype(np.float32)
+    x = rows[0].copy() if batch == 1 else rows
+    probs = torch.from_numpy(x) if kind == "torch" else x
+    guard = mgf.ModelGuardS(10, eps=1.0)
+    guard(classifier_like(5000, 10, seed=10))
+    guard(x)  # every row a hit
+    fns = {"checked copy (np.empty + check_copy_rows)": lambda: _kernels.check_copy_rows(rows, 1e-3, np.empty_like(rows)),
+           "np.copy": lambda: np.copy(x),
+           "NoDefense": lambda d=mgf.NoDefense(): d(probs),
+           "Top1": lambda d=mgf.Top1(): d(probs),
+           "Rounding": lambda d=mgf.Rounding(): d(probs),
+           "ReverseSigmoid": lambda d=mgf.ReverseSigmoid(beta=0.5): d(probs),
+           "ModelGuard-S (hits)": lambda: guard(probs)}
+    times = {name: [] for name in fns}
+    for _ in range(40):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(200):
+                fn()
+            times[name].append((time.perf_counter() - start) / 200)
+    group = f"small batches {kind} C=10 batch={batch}"
+    for name, spent in times.items():
+        ratios.add(group, name, statistics.median(spent), unit="call", reference=name.startswith("checked copy"))
