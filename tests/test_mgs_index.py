@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import modelguard_fast as mgf
 from modelguard_fast._kernels import C as _C  # the module of the instruction set in use
-from reference_mgs import ReferenceModelGuardS
+from reference_mgs import ReferenceModelGuardS, l1_distances
 from streams import classifier_like, dirichlet
 
 MODES = {"first": 0, "nearest": 1, "offline": 2}
@@ -136,3 +136,113 @@ def test_streams_on_large_codebooks_equal_the_reference(seed, C, eps, order, gri
     probe = classifier_like(500, C, seed=seed)
     offline = np.stack([reference.offline(y) for y in probe])
     np.testing.assert_array_equal(guard.frozen()(probe), offline)
+
+
+# Codebooks of more than 16 columns: the index sums groups of columns (its sketches),
+# and its skips rest on a rounding margin that only such codebooks exercise.
+
+
+def one_class_rows(n, C, seed, dtype=np.float32):
+    """classifier_like rows with their top class moved to column 0 (one class, i.i.d. noise)."""
+    p = classifier_like(n, C, seed=seed).astype(dtype)
+    top = p.argmax(axis=1)
+    p[np.arange(n), top], p[:, 0] = p[:, 0], p[np.arange(n), top].copy()
+    return p
+
+
+def mass_moved(rows, amount, rng):
+    """Each row with `amount` of mass moved from column 0 to one other column: its L1 distance to the
+    original is 2 * amount in real arithmetic, and so is every column-group sum's distance (the bound is tight)."""
+    out = rows.astype(np.float64)
+    give = np.minimum(amount, out[:, 0])
+    out[:, 0] -= give
+    out[np.arange(len(out)), rng.integers(1, out.shape[1], len(out))] += give
+    return out.astype(rows.dtype)
+
+
+def reference_first(book, y, eps):
+    """The numpy reference of the first-admissible search (the kernels' summation order)."""
+    d = l1_distances(book, y)
+    hits = np.flatnonzero(d <= eps)
+    return (int(hits[0]), d[hits[0]]) if len(hits) else (-1, None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [24, 100])
+def test_grouped_sketches_skip_nothing_the_scan_accepts_at_eps_and_one_ulp_off(C, dtype):
+    rng = np.random.default_rng(C)
+    book = one_class_rows(3000, C, seed=C, dtype=dtype)
+    book = np.concatenate([book, book[rng.integers(0, len(book), 200)]])  # exact duplicates
+    store = store_of(book, np.array([0, len(book), *[len(book)] * (C - 1)]))
+    eps = 0.1
+    queries = np.concatenate([mass_moved(book[rng.integers(0, len(book), 300)], eps / 2, rng),
+                              adversarial_queries(book, eps, rng, dtype)])
+    queries = queries[queries.argmax(axis=1) == 0]
+    top = np.zeros(len(queries), np.int64)
+    # The computed distance of each query to its nearest centroid, and searches with eps exactly
+    # that distance (a tie at eps), one ulp below it and one ulp above.
+    (_, nearest_d), _ = linear_and_indexed(store, queries, top, np.inf, "nearest")
+    for shift in (None, -np.inf, np.inf):
+        for i in rng.choice(len(queries), 40, replace=False):
+            e = nearest_d[i] if shift is None else np.nextafter(nearest_d[i], dtype(shift))
+            q = queries[i : i + 1]
+            for mode in MODES:
+                (li, ld), (ii, idist) = linear_and_indexed(store, q, top[:1], float(e), mode)
+                assert ii[0] == li[0] and idist.tobytes() == ld.tobytes(), (mode, e)
+                if mode == "first":
+                    assert li[0] == reference_first(book, q[0], dtype(e))[0]
+    for search_eps in (eps, eps / 3, 3 * eps):
+        for mode in MODES:
+            (li, ld), (ii, idist) = linear_and_indexed(store, queries, top, search_eps, mode)
+            np.testing.assert_array_equal(ii, li, err_msg=f"{mode} eps={search_eps}")
+            np.testing.assert_array_equal(idist.view(np.uint8), ld.view(np.uint8), err_msg=mode)
+    (li, _), _ = linear_and_indexed(store, queries, top, eps, "first")
+    assert 0 < (li >= 0).sum() < len(li)
+    for i in rng.choice(len(queries), 30, replace=False):  # and the numpy reference agrees
+        assert reference_first(book, queries[i], dtype(eps))[0] == li[i]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    C=st.sampled_from([17, 40, 100]),
+    chunks=st.lists(st.sampled_from([1, 37, 255, 256, 257, 600, 1500]), min_size=3, max_size=8),
+    cuts=st.lists(st.floats(0.0, 1.0), min_size=0, max_size=3),
+    eps=st.sampled_from([0.05, 0.1, 0.3]),
+)
+def test_growing_and_truncated_codebooks_interleaved_with_searches(seed, C, chunks, cuts, eps):
+    """Appends of every size (tails, one segment, bulk loads that merge), searches after each, and
+    truncations through segments, on rows of many columns: the indexed store answers as the scan."""
+    rng = np.random.default_rng(seed)
+    rows = one_class_rows(sum(chunks) + 64, C, seed=seed)
+    store = (_C.Codebooks32)(C)
+    queries = np.concatenate([one_class_rows(150, C, seed=seed + 1), mass_moved(rows[rng.integers(0, len(rows), 150)], eps / 2, rng)])
+    queries = queries[queries.argmax(axis=1) == 0]
+    top = np.zeros(len(queries), np.int64)
+    used, cuts = 0, list(cuts)
+    for size in chunks:
+        store.append_rows(np.zeros(size, np.int64), rows[used : used + size])
+        used += size
+        if cuts and rng.random() < 0.5:
+            store.truncate([int(store.counts()[0] * cuts.pop()), *[0] * (C - 1)])
+        for mode in MODES:
+            (li, ld), (ii, idist) = linear_and_indexed(store, queries, top, eps, mode)
+            np.testing.assert_array_equal(ii, li, err_msg=mode)
+            np.testing.assert_array_equal(idist.view(np.uint32), ld.view(np.uint32), err_msg=mode)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), C=st.sampled_from([20, 64]), eps=st.sampled_from([0.05, 0.1, 0.25]),
+       order=st.sampled_from(["first", "nearest"]), batch=st.sampled_from([300, 4096]))
+def test_one_class_streams_of_many_columns_equal_the_reference(seed, C, eps, order, batch):
+    rng = np.random.default_rng(seed)
+    stream = one_class_rows(2500, C, seed=seed)
+    stream = np.concatenate([stream, mass_moved(stream[rng.integers(0, len(stream), 400)], eps / 2, rng),
+                             stream[rng.integers(0, len(stream), 200)]])
+    stream = stream[rng.permutation(len(stream))]
+    reference = ReferenceModelGuardS(C, eps, order, np.float32)
+    expected = reference(stream)
+    guard = mgf.ModelGuardS(C, eps=eps, order=order)
+    got = np.concatenate([guard(stream[i : i + batch]) for i in range(0, len(stream), batch)])
+    assert guard.centroid_counts[0] > 512  # indexed segments and a tail
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
