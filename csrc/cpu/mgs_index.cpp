@@ -68,21 +68,29 @@ void ClassIndex<T>::coarse_of(const double* sketch, double* out) const {
 }
 
 template <typename T>
+void ClassIndex<T>::round_sketch(const double* sketch, float* fine, float* coarse) const {
+  double c[kSketch];
+  coarse_of(sketch, c);
+  for (int k = 0; k < D_; ++k) fine[k] = static_cast<float>(sketch[k]);
+  for (int k = 0; k < G_; ++k) coarse[k] = static_cast<float>(c[k]);
+}
+
+template <typename T>
 int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t begin, int64_t end) const {
   const int D = D_, G = G_;
   const int64_t first = s->first;
   const int32_t id = static_cast<int32_t>(s->nodes.size());
   s->nodes.push_back(Node{begin, end, 0, 0});
   s->boxes.resize(static_cast<size_t>(id + 1) * 2 * G);
-  double* lo = s->boxes.data() + static_cast<int64_t>(id) * 2 * G;
-  double* hi = lo + G;
+  float* lo = s->boxes.data() + static_cast<int64_t>(id) * 2 * G;
+  float* hi = lo + G;
   std::fill(lo, lo + G, INFINITY);
   std::fill(hi, hi + G, -INFINITY);
   int64_t* order = s->order.data();
   int64_t min_row = order[begin], max_row = order[begin];
-  double coarse[kSketch];
+  float fine[kSketch], coarse[kSketch];
   for (int64_t p = begin; p < end; ++p) {
-    coarse_of(sketches + (order[p] - first) * D, coarse);
+    round_sketch(sketches + (order[p] - first) * D, fine, coarse);
     for (int k = 0; k < G; ++k) {
       lo[k] = std::min(lo[k], coarse[k]);
       hi[k] = std::max(hi[k], coarse[k]);
@@ -104,8 +112,8 @@ int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t be
   }
   std::vector<std::pair<double, int64_t>> keys(static_cast<size_t>(end - begin));
   for (int64_t p = begin; p < end; ++p) {
-    coarse_of(sketches + (order[p] - first) * D, coarse);
-    keys[p - begin] = {std::isnan(coarse[widest]) ? INFINITY : coarse[widest], order[p]};  // a strict order
+    round_sketch(sketches + (order[p] - first) * D, fine, coarse);
+    keys[p - begin] = {std::isnan(coarse[widest]) ? INFINITY : double(coarse[widest]), order[p]};  // a strict order
   }
   const int64_t mid = begin + (end - begin) / 2;
   std::nth_element(keys.begin(), keys.begin() + (mid - begin), keys.end());
@@ -130,7 +138,8 @@ typename ClassIndex<T>::Segment ClassIndex<T>::build(int64_t first, int64_t last
   build_node(&s, sketches, 0, last - first);
   s.sketch.resize(static_cast<size_t>((last - first) * D_));
   for (int64_t p = 0; p < last - first; ++p) {
-    std::copy_n(sketches + (s.order[p] - first) * D_, D_, s.sketch.data() + p * D_);
+    const double* r = sketches + (s.order[p] - first) * D_;
+    for (int k = 0; k < D_; ++k) s.sketch[p * D_ + k] = static_cast<float>(r[k]);
   }
   return s;
 }
@@ -159,7 +168,7 @@ void ClassIndex<T>::update(const T* rows, int64_t n, int64_t C) {
       const Segment& b = segments_[segments_.size() - 1];
       const Segment& a = segments_[segments_.size() - 2];
       if (a.last - a.first != b.last - b.first) break;
-      // The two segments' sketches, back in row order.
+      // The two segments' (rounded) sketches, back in row order.
       sketches.resize(static_cast<size_t>((b.last - a.first) * D_));
       for (const Segment* s : {&a, &b}) {
         for (int64_t p = 0; p < s->last - s->first; ++p) {
@@ -195,7 +204,8 @@ void ClassIndex<T>::clear() {
 template <typename T>
 double ClassIndex<T>::prune_threshold(T bound, const Query& q, const Segment& s, int64_t C) const {
   const double u = std::numeric_limits<T>::epsilon() / 2;        // unit roundoff of the scan
-  const double ud = std::numeric_limits<double>::epsilon() / 2;  // of the sketches
+  const double ud = std::numeric_limits<double>::epsilon() / 2;  // of the sums
+  const double uf = std::numeric_limits<float>::epsilon() / 2;   // of the stored sketches
   // The scan's distance is >= (1 - u)^m times the real L1 distance, m the
   // roundings a term goes through: its subtraction and its additions, at most
   // C in any order of summation (l1.h's: ceil(C / 8) in its lane and 3 in the
@@ -203,30 +213,40 @@ double ClassIndex<T>::prune_threshold(T bound, const Query& q, const Segment& s,
   const double m = double(C + 8);
   const double real_bound = double(bound) / (1.0 - 2.0 * m * u);
   // A float64 sum of n values is off by at most (n - 1) ud times the sum of
-  // their magnitudes; a sketch (and a coarse sketch, a sum of a sketch's
-  // sums) is off by at most (C + D) ud times the row's L1 norm. The query's
-  // and a row's together: (C + D) ud (|y|_1 + |c|_1); twice that, for margin.
-  const double sketch_error = 2.0 * double(C + D_) * ud * (q.norm + s.norm);
-  // The sketch distance's own roundings (D subtractions, D additions), and those of this computation.
-  return (real_bound + sketch_error) * (1.0 + 8.0 * double(D_ + 8) * ud);
+  // their magnitudes: a sketch, and a coarse sketch (a sum of a sketch's
+  // sums), by at most (C + D) ud times the row's L1 norm; rounding it to
+  // float32 (once, or twice for a coarse sketch summed from a merged
+  // segment's rounded sketches) adds at most 2 uf times that norm. The
+  // query's and a row's together, with a factor 2 for margin; and an absolute
+  // term for the roundings of float32 subnormals (2^-150 each, a few dozen).
+  const double sketch_error = 2.0 * (double(C + D_) * ud + 2.0 * uf) * (q.norm + s.norm) + 1e-35;
+  // The float32 sketch distance's own roundings (D subtractions, D additions)
+  // and those of this computation, with margin.
+  return (real_bound + sketch_error) * (1.0 + 4.0 * double(D_ + 8) * uf);
 }
 
 // The L1 distance from q to the box lo <= x <= hi in n dimensions.
-static inline double box_distance(const double* q, const double* lo, const double* hi, int n) {
-  double d = 0.0;
+static inline float box_distance(const float* q, const float* lo, const float* hi, int n) {
+  float d = 0.0f;
   for (int k = 0; k < n; ++k) {
-    const double below = lo[k] - q[k];
-    const double above = q[k] - hi[k];
-    const double gap = below > above ? below : above;
-    d += gap > 0.0 ? gap : 0.0;
+    const float below = lo[k] - q[k];
+    const float above = q[k] - hi[k];
+    const float gap = below > above ? below : above;
+    d += gap > 0.0f ? gap : 0.0f;
   }
   return d;
 }
 
-static inline double sketch_distance(const double* q, const double* r, int n) {
-  double d = 0.0;
-  for (int k = 0; k < n; ++k) d += std::fabs(q[k] - r[k]);
-  return d;
+// The L1 distance between two sketches of n <= kSketch sums, in four
+// interleaved partial sums (the bound on its rounding holds in any order).
+static inline float sketch_distance(const float* q, const float* r, int n) {
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  int k = 0;
+  for (; k + 4 <= n; k += 4) {
+    for (int j = 0; j < 4; ++j) acc[j] += std::fabs(q[k + j] - r[k + j]);
+  }
+  for (int j = 0; k + j < n; ++j) acc[j] += std::fabs(q[k + j] - r[k + j]);
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
 template <typename T>
@@ -240,7 +260,7 @@ void ClassIndex<T>::first(const Segment& s, const Query& q, const T* y, const T*
     const Node& node = s.nodes[stack[--depth]];
     if (node.max_row < begin || node.min_row >= end) continue;
     if (best->index >= 0 && node.min_row >= best->index) continue;
-    const double* lo = s.boxes.data() + (&node - s.nodes.data()) * 2 * G_;
+    const float* lo = s.boxes.data() + (&node - s.nodes.data()) * 2 * G_;
     MGF_COUNT(nodes);
     if (box_distance(q.coarse, lo, lo + G_, G_) > threshold) continue;
     if (node.left < 0) {
@@ -279,7 +299,7 @@ void ClassIndex<T>::nearest(const Segment& s, const Query& q, const T* y, const 
   while (depth > 0) {
     const Node& node = s.nodes[stack[--depth]];
     if (node.max_row < begin || node.min_row >= end) continue;
-    const double* lo = s.boxes.data() + (&node - s.nodes.data()) * 2 * G_;
+    const float* lo = s.boxes.data() + (&node - s.nodes.data()) * 2 * G_;
     if (box_distance(q.coarse, lo, lo + G_, G_) > threshold) continue;
     if (node.left < 0) {
       for (int64_t p = node.begin; p < node.end; ++p) {
@@ -309,8 +329,9 @@ SearchHit<T> ClassIndex<T>::search(const T* y, const T* rows, int64_t begin, int
   const int64_t tail = std::max(begin, std::min(indexed_, end));
   Query q;
   if (begin < indexed_) {
-    sketch_of(y, C, q.sketch, &q.norm);
-    coarse_of(q.sketch, q.coarse);
+    double sketch[kSketch];
+    sketch_of(y, C, sketch, &q.norm);
+    round_sketch(sketch, q.sketch, q.coarse);
   }
   if (mode == kSearchFirst || mode == kSearchOffline) {
     for (const Segment& s : segments_) {

@@ -2,7 +2,8 @@
 // within the bound can be in (CPU).
 //
 // Sketches. Each row is summarised by D <= kSketch sums over a fixed
-// partition of its columns into groups (its sketch, in float64), and by
+// partition of its columns into groups (its sketch: summed in float64, kept
+// in float32, so a leaf's sketches are a few cache lines), and by
 // G <= kCoarse sums over a coarser partition (unions of groups: its coarse
 // sketch). For any partition, L1(x, c) >= sum_k |sum_{j in S_k} (x_j - c_j)|:
 // either sketch's L1 distance is a lower bound on the rows'. Groups are chosen
@@ -31,7 +32,8 @@
 // sketch distance from the query's (coarse) sketch to its box (or sketch)
 // exceeds prune_threshold(bound): that threshold adds to the bound every
 // rounding the computations can make, in the sketches (float64 sums of the
-// rows' values), in the box distance (float64), and in the linear scan's own
+// rows' values, rounded to float32), in the sketch and box distances
+// (float32), and in the linear scan's own
 // distance (each term passes through one rounded subtraction and at most C
 // rounded additions of non-negative terms, in any summation order, so the
 // computed distance is >= the real one times (1 - u)^(C + 1), u the unit
@@ -97,20 +99,21 @@ class ClassIndex {
     int64_t first = 0, last = 0;  // codebook rows [first, last)
     double norm = 0.0;            // the largest L1 norm of its rows (as summed in float64)
     std::vector<int64_t> order;   // those rows, leaves contiguous, ascending within a leaf
-    std::vector<double> sketch;   // row order[p]'s sketch at [pD, pD + D)
+    std::vector<float> sketch;    // row order[p]'s sketch at [pD, pD + D), rounded to float32
     std::vector<Node> nodes;      // nodes[0] is the root
-    std::vector<double> boxes;    // node i's coarse box: lo at [2iG, 2iG + G), hi at [2iG + G, 2iG + 2G)
+    std::vector<float> boxes;     // node i's coarse box (of the float32 coarse sketches): lo at [2iG, 2iG + G), hi at [2iG + G, 2iG + 2G)
   };
   // The query's sketch, coarse sketch and L1 norm, computed once per search.
   struct Query {
-    double sketch[kSketch];
-    double coarse[kSketch];
+    float sketch[kSketch];
+    float coarse[kSketch];
     double norm = 0.0;
   };
 
   void choose_groups(const T* rows, int64_t n, int64_t C);
   void sketch_of(const T* row, int64_t C, double* out, double* norm) const;
   void coarse_of(const double* sketch, double* out) const;
+  void round_sketch(const double* sketch, float* fine, float* coarse) const;
   // A segment of rows [first, last) whose sketches are sketches[(j - first) * D] and largest norm `norm`.
   Segment build(int64_t first, int64_t last, const double* sketches, double norm) const;
   int32_t build_node(Segment* s, const double* sketches, int64_t begin, int64_t end) const;
