@@ -145,9 +145,7 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
       if (copy != nullptr) lanes::store_row(v, copy + k);
     } else if (k < C) {
       lanes::load_tail(y + k, C - k, T(-0.0), v);  // -0.0: adds nothing, passes, never the largest
-      if (copy != nullptr) {
-        for (int j = 0; k + j < C; ++j) copy[k + j] = lanes::lane<T>(v, j);
-      }
+      if (copy != nullptr) lanes::store_tail<T>(v, C - k, copy + k);
     } else {
       break;
     }
@@ -162,23 +160,23 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
       }
     }
   }
-  int clean = 1;
+  K bad = ~ok[0];
+  for (int n = 1; n < N; ++n) bad |= ~ok[n];
   double total = 0.0;
-  for (int j = 0; j < 8; ++j) {
-    clean &= int(lanes::lane<Key>(ok, j) != 0);
-    total += double(lanes::lane<T>(sum, j));
-  }
-  const int32_t verdict = row_verdict(copy != nullptr ? copy : y, C, clean != 0, total, sum_tol, bad_col, bad_value);
+  for (int j = 0; j < 8; ++j) total += double(lanes::lane<T>(sum, j));
+  const int32_t verdict =
+      row_verdict(copy != nullptr ? copy : y, C, !lanes::any_set(bad), total, sum_tol, bad_col, bad_value);
   if (verdict != kRowOk || !kWantTop) return verdict;
-  Key top_key = lanes::lane<Key>(best, 0), at = lanes::lane<Key>(first, 0);
-  for (int j = 1; j < 8; ++j) {
-    const Key b = lanes::lane<Key>(best, j), f = lanes::lane<Key>(first, j);
-    if (b > top_key || (b == top_key && f < at)) {
-      top_key = b;
-      at = f;
-    }
+  // The largest key, first column on ties: lane by lane over the vectors, then across lanes.
+  K top_keys = best[0], at = first[0];
+  for (int n = 1; n < N; ++n) {
+    const K up = (best[n] > top_keys) | ((best[n] == top_keys) & (first[n] < at));
+    top_keys = lanes::select(up, best[n], top_keys);
+    at = lanes::select(up, first[n], at);
   }
-  *top = at < 0 ? C - 1 : int64_t(at);
+  Key top_key, top_at;
+  lanes::best_lane(top_keys, at, &top_key, &top_at);
+  *top = top_at < 0 ? C - 1 : int64_t(top_at);
   return kRowOk;
 #else
   using Key = typename OrderKey<T>::type;

@@ -20,6 +20,10 @@
 #include <limits>
 #include <utility>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace mgf {
 namespace lanes {
 
@@ -69,15 +73,77 @@ MGF_LANES_INLINE V gather(const T* p, int64_t first, int64_t n, T fill, std::ind
   return V{(first + int64_t(I) < n ? p[first + int64_t(I)] : fill)...};
 }
 
-// The n < 8 values at p, the other lanes set to `fill`. Each vector is built
-// from its elements in registers (element stores to a vector in memory,
-// reloaded whole, would stall the load).
+template <typename K, size_t... I>
+MGF_LANES_INLINE K iota(std::index_sequence<I...>) {
+  return K{typename std::remove_reference<decltype(K{}[0])>::type(I)...};
+}
+
+// The n < 8 values at p, the other lanes set to `fill`: with AVX2, one masked
+// load per vector (lanes past n are not read); else each vector is built from
+// its elements in registers (element stores to a vector in memory, reloaded
+// whole, would stall the load).
 template <typename T>
 MGF_LANES_INLINE void load_tail(const T* p, int64_t n, T fill, typename Lanes<T>::V* v) {
   using L = Lanes<T>;
+#if defined(__AVX2__)
+  if constexpr (kBytes == 32) {
+    using K = typename L::K;
+    const K index = iota<K>(std::make_index_sequence<L::W>{});
+    const typename L::V fills = typename L::V{} + fill;
+    for (int i = 0; i < L::N; ++i) {
+      const K in = index < typename L::Key(n - int64_t(i) * L::W);
+      typename L::V loaded;
+      if constexpr (sizeof(T) == 4) {
+        loaded = (typename L::V)_mm256_maskload_ps(reinterpret_cast<const float*>(p) + i * L::W, (__m256i)in);
+      } else {
+        loaded = (typename L::V)_mm256_maskload_pd(reinterpret_cast<const double*>(p) + i * L::W, (__m256i)in);
+      }
+      v[i] = (typename L::V)(((K)loaded & in) | ((K)fills & ~in));
+    }
+    return;
+  }
+#endif
   for (int i = 0; i < L::N; ++i) {
     v[i] = gather<typename L::V>(p, int64_t(i) * L::W, n, fill, std::make_index_sequence<L::W>{});
   }
+}
+
+// Stores the first n < 8 lanes of v[0..N) at out (with AVX2, by masked stores).
+template <typename T>
+MGF_LANES_INLINE void store_tail(const typename Lanes<T>::V* v, int64_t n, T* out) {
+  using L = Lanes<T>;
+#if defined(__AVX2__)
+  if constexpr (kBytes == 32) {
+    using K = typename L::K;
+    const K index = iota<K>(std::make_index_sequence<L::W>{});
+    for (int i = 0; i < L::N; ++i) {
+      const K in = index < typename L::Key(n - int64_t(i) * L::W);
+      if constexpr (sizeof(T) == 4) {
+        _mm256_maskstore_ps(reinterpret_cast<float*>(out) + i * L::W, (__m256i)in, (__m256)v[i]);
+      } else {
+        _mm256_maskstore_pd(reinterpret_cast<double*>(out) + i * L::W, (__m256i)in, (__m256d)v[i]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < n; ++j) out[j] = v[j / L::W][j % L::W];
+}
+
+// True when any bit of the integer vector m is set.
+template <typename K>
+MGF_LANES_INLINE bool any_set(K m) {
+#if defined(__AVX__)
+  if constexpr (sizeof(K) == 32) return !_mm256_testz_si256((__m256i)m, (__m256i)m);
+#endif
+#if defined(__SSE2__)
+  if constexpr (sizeof(K) == 16) return _mm_movemask_epi8((__m128i)m) != 0;
+#endif
+  uint64_t words[sizeof(K) / 8];
+  std::memcpy(words, &m, sizeof(K));
+  uint64_t bits = 0;
+  for (uint64_t w : words) bits |= w;
+  return bits != 0;
 }
 
 // Stores the eight lanes at out (unaligned), vector by vector.
@@ -95,8 +161,19 @@ MGF_LANES_INLINE T lane(const Vec* v, int j) {
 }
 
 // combine_lanes of l1.h: ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)).
+// With the eight lanes in one vector, the same tree by shuffles (an IEEE sum
+// is commutative, so lane j + lane j ^ 1 is s_j + s_(j^1) in either order).
 template <typename T>
 MGF_LANES_INLINE T combine(const typename Lanes<T>::V* v) {
+#if defined(__GNUC__) && !defined(__clang__)
+  if constexpr (Lanes<T>::N == 1) {
+    using K = typename Lanes<T>::K;
+    typename Lanes<T>::V s = v[0];
+    s += __builtin_shuffle(s, K{1, 0, 3, 2, 5, 4, 7, 6});
+    s += __builtin_shuffle(s, K{2, 3, 0, 1, 6, 7, 4, 5});
+    return s[0] + s[4];
+  }
+#endif
   return ((lane<T>(v, 0) + lane<T>(v, 1)) + (lane<T>(v, 2) + lane<T>(v, 3))) +
          ((lane<T>(v, 4) + lane<T>(v, 5)) + (lane<T>(v, 6) + lane<T>(v, 7)));
 }
@@ -113,6 +190,38 @@ MGF_LANES_INLINE typename Lanes<T>::V magnitude(typename Lanes<T>::V v) {
 template <typename K>
 MGF_LANES_INLINE K select(K m, K a, K b) {
   return (a & m) | (b & ~m);
+}
+
+// The lexicographic best of the lanes of (key, at): the largest key, and of
+// the lanes holding it the smallest at (any order of comparisons gives it).
+template <typename K>
+MGF_LANES_INLINE void best_lane(K key, K at, typename std::remove_reference<decltype(K{}[0])>::type* best_key,
+                                typename std::remove_reference<decltype(K{}[0])>::type* best_at) {
+  using Key = typename std::remove_reference<decltype(K{}[0])>::type;
+  constexpr int W = sizeof(K) / sizeof(Key);
+#if defined(__GNUC__) && !defined(__clang__)
+  const K index = iota<K>(std::make_index_sequence<W>{});
+  for (int half = W / 2; half >= 1; half /= 2) {  // unrolled: constant shuffles
+    const K partner = index ^ Key(half);
+    const K k2 = __builtin_shuffle(key, partner);
+    const K a2 = __builtin_shuffle(at, partner);
+    const K up = (k2 > key) | ((k2 == key) & (a2 < at));
+    key = select(up, k2, key);
+    at = select(up, a2, at);
+  }
+  *best_key = key[0];
+  *best_at = at[0];
+#else
+  Key k = key[0], a = at[0];
+  for (int j = 1; j < W; ++j) {
+    if (key[j] > k || (key[j] == k && at[j] < a)) {
+      k = key[j];
+      a = at[j];
+    }
+  }
+  *best_key = k;
+  *best_at = a;
+#endif
 }
 
 }  // namespace lanes
