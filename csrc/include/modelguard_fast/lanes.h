@@ -108,22 +108,27 @@ MGF_LANES_INLINE void load_tail(const T* p, int64_t n, T fill, typename Lanes<T>
   }
 }
 
-// Stores the first n < 8 lanes of v[0..N) at out (with AVX2, by masked stores).
+// Stores the first n < 8 lanes of v[0..N) at out. For float32 with AVX2, in
+// at most three stores of 4, 2 and 1 lanes (a masked store, vmaskmovps, is
+// microcoded and slow on AMD cores).
 template <typename T>
 MGF_LANES_INLINE void store_tail(const typename Lanes<T>::V* v, int64_t n, T* out) {
   using L = Lanes<T>;
 #if defined(__AVX2__)
-  if constexpr (kBytes == 32) {
-    using K = typename L::K;
-    const K index = iota<K>(std::make_index_sequence<L::W>{});
-    for (int i = 0; i < L::N; ++i) {
-      const K in = index < typename L::Key(n - int64_t(i) * L::W);
-      if constexpr (sizeof(T) == 4) {
-        _mm256_maskstore_ps(reinterpret_cast<float*>(out) + i * L::W, (__m256i)in, (__m256)v[i]);
-      } else {
-        _mm256_maskstore_pd(reinterpret_cast<double*>(out) + i * L::W, (__m256i)in, (__m256d)v[i]);
-      }
+  if constexpr (kBytes == 32 && sizeof(T) == 4) {
+    float* o = reinterpret_cast<float*>(out);
+    __m128 part = _mm256_castps256_ps128((__m256)v[0]);
+    if (n & 4) {
+      _mm_storeu_ps(o, part);
+      part = _mm256_extractf128_ps((__m256)v[0], 1);
+      o += 4;
     }
+    if (n & 2) {
+      _mm_storel_pi(reinterpret_cast<__m64*>(o), part);
+      part = _mm_movehl_ps(part, part);
+      o += 2;
+    }
+    if (n & 1) _mm_store_ss(o, part);
     return;
   }
 #endif
