@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.dlpack import to_dlpack
 
-from .. import _arrays, params
+from .. import _arrays, _kernels, params
 from .._kernels import C as _C
 from .._validation import choice, float_dtype, positive_int, raise_row_error
 from ..defense import Defense
@@ -462,19 +462,19 @@ class ModelGuardS(Defense):
         for content that is not a valid codebook of this guard, changing nothing."""
         if not records:
             return
-        source, error = self._backing.describe(), self._backing.error
-        classes = np.array([k for k, _ in records], dtype=np.int64)
-        if (classes < 0).any() or (classes >= self.num_classes).any() or \
-                any(len(p) != self._record_bytes() for _, p in records):
+        source, error, size = self._backing.describe(), self._backing.error, self._record_bytes()
+        classes = np.fromiter((k for k, _ in records), dtype=np.int64, count=len(records))
+        if classes.min() < 0 or classes.max() >= self.num_classes or any(len(p) != size for _, p in records):
             raise error(f"{source} holds a record of a class outside [0, {self.num_classes}) or not of "
-                        f"{self._record_bytes()} bytes; refusing a corrupted codebook")
+                        f"{size} bytes; refusing a corrupted codebook")
         rows = np.frombuffer(b"".join(p for _, p in records), dtype=self.dtype.newbyteorder("<"))
         rows = rows.astype(self.dtype).reshape(len(records), -1)
-        try:
-            self._check_capacity((np.asarray(self._store.counts()) + np.bincount(
-                classes, minlength=self.num_classes)).tolist(), source)
-        except ValueError as err:
-            raise error(str(err)) from None
+        if self.max_centroids is not None:
+            try:
+                self._check_capacity((np.asarray(self._store.counts()) + np.bincount(
+                    classes, minlength=self.num_classes)).tolist(), source)
+            except ValueError as err:
+                raise error(str(err)) from None
         try:
             rows = self._checked_centroids(rows, classes, source)
         except ValueError as err:
@@ -603,7 +603,11 @@ class ModelGuardS(Defense):
     def _checked_centroids(self, rows: np.ndarray, classes: np.ndarray, source: str) -> np.ndarray:
         """`rows` as valid probability rows, each stored under its own top-1 class."""
         rows = np.ascontiguousarray(rows).view(self.dtype)  # the canonical dtype object (unpickled arrays lack it)
-        top = _arrays.checked(rows, source, self.num_classes, self.sum_tol).top if len(rows) else np.empty(0, np.int64)
+        top = np.empty(len(rows), np.int64)
+        if rows.ndim != 2 or rows.shape[1] != self.num_classes or \
+                (len(rows) and _kernels.check_rows(rows, self._own_dtype_tol, top)[0] >= 0):
+            # _arrays.checked runs the same row check (and the shape checks) and raises its errors
+            top = _arrays.checked(rows, source, self.num_classes, self.sum_tol).top
         if not np.array_equal(top, classes):
             raise ValueError(f"{source} holds a centroid under a class other than its top-1 class")
         return rows
