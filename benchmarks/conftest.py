@@ -24,6 +24,7 @@ class Ratios:
         self.groups = defaultdict(dict)
         self.references = {}
         self.bounds = []
+        self.facts = []
 
     def add(self, group, name, seconds_per_item, unit="row", reference=False):
         self.groups[group][name] = (seconds_per_item, unit)
@@ -34,13 +35,21 @@ class Ratios:
         """Records a ratio measured in this run against the bound it should stay within."""
         self.bounds.append((group, what, ratio, bound))
 
+    def fact(self, group, what, value):
+        """Records a measured count that explains a group's figures (e.g. store exchanges per batch)."""
+        self.facts.append((group, what, value))
+
     def lines(self):
         out = []
         if self.bounds:
             out.append("ratios against their bounds (same run)")
             for group, what, ratio, bound in self.bounds:
                 verdict = "within" if ratio <= bound else "OVER"
-                out.append(f"    {group:<34} {what:<38} {ratio:8.2f}x  bound {bound:5.1f}x  {verdict}")
+                out.append(f"    {group:<34} {what:<38} {ratio:8.2f}x  bound {bound:5.2f}x  {verdict}")
+        if self.facts:
+            out.append("measured counts (same run)")
+            for group, what, value in self.facts:
+                out.append(f"    {group:<34} {what:<52} {value:10.3f}")
         for group, entries in sorted(self.groups.items()):
             ref = self.references.get(group)
             ref_time = entries[ref][0] if ref in entries else None
@@ -80,7 +89,7 @@ def timed(fn, repeats=3, per_call=False):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not _RATIOS.groups and not _RATIOS.bounds:
+    if not _RATIOS.groups and not _RATIOS.bounds and not _RATIOS.facts:
         return
     terminalreporter.section("throughput and ratios (medians, same run)")
     for line in _RATIOS.lines():
@@ -89,5 +98,6 @@ def pytest_terminal_summary(terminalreporter):
     path.mkdir(exist_ok=True)
     data = {g: {n: {"seconds_per_item": s, "unit": u} for n, (s, u) in e.items()} for g, e in _RATIOS.groups.items()}
     bounds = [{"group": g, "what": w, "ratio": r, "bound": b} for g, w, r, b in _RATIOS.bounds]
+    facts = [{"group": g, "what": w, "value": v} for g, w, v in _RATIOS.facts]
     (path / "ratios.json").write_text(json.dumps({"groups": data, "references": _RATIOS.references,
-                                                  "bounds": bounds}, indent=2))
+                                                  "bounds": bounds, "facts": facts}, indent=2))
