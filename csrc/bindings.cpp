@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -103,16 +104,25 @@ py::tuple check_tuple(const mgf::BatchCheck& c) { return py::make_tuple(c.row, c
 
 // Codebooks::quantize on validated pointers, for Python: (rows, None or the check of the
 // first bad row, distortion sum, distortion max, None or (classes, rows) of the centroids
-// appended, as the codebooks hold them), with `out` first when given.
+// appended, as the codebooks hold them), with `out` first when given. With `tally` (rows,
+// distortion sum, largest distortion), a call whose rows were all valid and all hits is
+// counted there, with the GIL held (so each count is one atomic update for Python readers),
+// and only `answers` is returned.
 template <typename T>
-py::tuple run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, double eps, int32_t mode,
-                       double sum_tol, T* out, py::object answers = py::object()) {
+py::object run_quantize(mgf::Codebooks<T>& cb, const T* x, int64_t B, int64_t C, double eps, int32_t mode,
+                        double sum_tol, T* out, py::object answers = py::object(), double* tally = nullptr) {
   mgf::QuantizeResult r;
   if (B * C >= 4096 || cb.total() >= 4096) {
     py::gil_scoped_release release;
     r = cb.quantize(x, B, C, static_cast<T>(eps), mode, sum_tol, out);
   } else {  // a small call on small codebooks: releasing the GIL would cost more than it frees
     r = cb.quantize(x, B, C, static_cast<T>(eps), mode, sum_tol, out);
+  }
+  if (tally != nullptr && answers && r.check.row < 0 && r.appended.empty()) {
+    tally[0] += static_cast<double>(B);
+    tally[1] += r.distortion_sum;
+    tally[2] = std::max(tally[2], r.distortion_max);
+    return answers;
   }
   py::object appended = py::none();
   if (!r.appended.empty()) {  // never re-read from x, which a caller may be rewriting
@@ -153,7 +163,8 @@ void bind_codebooks(py::module_& m, const char* name) {
           py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("out"))
       .def(
           "quantize_array",
-          [](CB& cb, const py::handle& obj, double eps, int32_t mode, double sum_tol) -> py::object {
+          [](CB& cb, const py::handle& obj, double eps, int32_t mode, double sum_tol,
+             const py::object& tally) -> py::object {
             // The common case read in place, without the general conversion layer: a numpy
             // ndarray (not a subclass) of this dtype (byte order included), C-contiguous, of
             // shape (C,) or (B >= 1, C), or a DLPack capsule of such host rows (a CPU tensor).
@@ -175,10 +186,16 @@ void bind_codebooks(py::module_& m, const char* name) {
             } else if ((xp = dlpack_rows<T>(obj.ptr(), C, &B, &nd)) == nullptr) {
               return py::none();
             }
+            double* tp = nullptr;
+            if (!tally.is_none()) {
+              if (!py::isinstance<py::array>(tally)) throw std::invalid_argument("tally: not an array");
+              py::array t = py::reinterpret_borrow<py::array>(tally);
+              tp = out_ptr<double>(t, 3, "tally");
+            }
             py::array_t<T> out = nd == 2 ? py::array_t<T>({B, C}) : py::array_t<T>(C);
-            return run_quantize(cb, xp, B, C, eps, mode, sum_tol, out.mutable_data(), out);
+            return run_quantize(cb, xp, B, C, eps, mode, sum_tol, out.mutable_data(), out, tp);
           },
-          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"))
+          py::arg("x"), py::arg("eps"), py::arg("mode"), py::arg("sum_tol"), py::arg("tally") = py::none())
       .def(
           "settle",
           [](CB& cb, const py::array& rows, const py::array& top, double eps, int32_t mode, double sum_tol,

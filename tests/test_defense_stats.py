@@ -6,6 +6,7 @@ import select
 import threading
 
 import numpy as np
+import pytest
 
 import modelguard_fast as mgf
 from modelguard_fast.defense import DefenseStats
@@ -104,19 +105,44 @@ def test_reset_and_load_start_afresh_for_threads_that_recorded_before():
                                 "distortion_max": 1.0}
 
 
-def test_a_defense_served_from_many_threads_counts_every_row():
+def test_a_guard_served_from_many_threads_counts_every_row_whole():
+    # Hits are counted by the kernel (stats.kernel_tally), misses and batches through record(): readers
+    # meanwhile see every call whole, and the totals are the rows and distortions answered.
     guard = mgf.ModelGuardS(4, eps=0.3)
     rows = np.random.default_rng(3).dirichlet(np.ones(4), size=64).astype(np.float32)
-    guard(rows)  # the codebooks of these rows: the calls below are all hits
+    guard(rows[:32])  # the codebooks of these rows: calls on them are hits, on rows[32:] some are misses
     before = guard.stats.snapshot()
+    stop, torn, answers = threading.Event(), [], [[] for _ in range(5)]
+
+    def reader():
+        while not stop.is_set():
+            s = guard.stats.snapshot()
+            if s["queries"] != s["distortion_rows"]:
+                torn.append(s)
 
     def serve(i):
         for k in range(200):
-            guard(rows[(i + k) % 64])
+            x = rows[(i + k) % 64] if k % 50 else rows[k % 7: k % 7 + 9]
+            answers[i].append((x, guard(x)))
 
-    run_threads(serve, 5)
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    try:
+        run_threads(serve, 5)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not torn, torn[:3]
     after = guard.stats.snapshot()
-    assert after["queries"] - before["queries"] == after["distortion_rows"] - before["distortion_rows"] == 1000
+    served = sum(len(np.atleast_2d(x)) for calls in answers for x, _ in calls)
+    assert after["queries"] - before["queries"] == after["distortion_rows"] - before["distortion_rows"] == served
+    l1 = [np.abs(np.atleast_2d(out).astype(np.float64) - np.atleast_2d(x)).sum(axis=1)
+          for calls in answers for x, out in calls]
+    assert after["distortion_sum"] - before["distortion_sum"] == pytest.approx(np.concatenate(l1).sum(), rel=1e-5)
+    assert after["distortion_max"] == pytest.approx(max(before["distortion_max"], np.concatenate(l1).max()), rel=1e-5)
+    guard.reset_stats()
+    guard(rows[3])
+    assert guard.stats.snapshot()["queries"] == 1
 
 
 def test_a_fork_while_another_thread_reads_leaves_the_child_usable_with_the_counts():

@@ -45,9 +45,11 @@ class _Codebooks:
     # quantize_array: quantize on a numpy array of this dtype, C-contiguous, shape (C,) or (B, C),
     # or a DLPack capsule (torch.utils.dlpack.to_dlpack) of such host rows, read in place:
     # (out, rows, check, sum, max, appended) as above, out a numpy array of x's shape; None for anything else.
-    def quantize_array(self, x: object, eps: float, mode: int, sum_tol: float
-                       ) -> tuple[np.ndarray, int, RowCheck | None, float, float,
-                                  tuple[NDArray[np.int64], np.ndarray] | None] | None: ...
+    # With `tally` (float64 (3,): rows, distortion sum, largest distortion), a call whose rows were all
+    # valid hits is added to it (GIL held) and answered with `out` alone.
+    def quantize_array(self, x: object, eps: float, mode: int, sum_tol: float, tally: NDArray[np.float64] | None = None
+                       ) -> np.ndarray | tuple[np.ndarray, int, RowCheck | None, float, float,
+                                               tuple[NDArray[np.int64], np.ndarray] | None] | None: ...
     def settle(self, rows: np.ndarray, top: NDArray[np.int64], eps: float, mode: int, sum_tol: float,
                counts_before: list[int], index: NDArray[np.int64], distance: np.ndarray) -> NDArray[np.int64]: ...
     def search(self, x: np.ndarray, top: NDArray[np.int64], eps: float, mode: int, index: NDArray[np.int64],

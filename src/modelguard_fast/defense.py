@@ -100,21 +100,26 @@ def _merged(a: tuple, b: tuple) -> tuple:
 
 
 class _Tally:
-    """One generation of a DefenseStats's counts: `base` plus one cell per thread that recorded into it.
+    """One generation of a DefenseStats's counts: `base` plus one cell per thread that recorded into it,
+    plus what a kernel counted in `kernel`.
 
     Each thread writes only its own cell, a one-item list whose item is
     replaced by a new 5-tuple per record (one reference store, atomic), so a
     record needs no lock and readers see each record whole or not at all.
+    `kernel` (float64: rows, their distortion sum, the largest distortion) is
+    added to by compiled code while it holds the GIL (ModelGuard-S's hits:
+    Codebooks.quantize_array), and read in one call (tolist), so also whole.
     `lock` guards `base` and `cells` (readers, new cells, folding).
     """
 
-    __slots__ = ("local", "lock", "base", "cells")
+    __slots__ = ("local", "lock", "base", "cells", "kernel")
 
     def __init__(self, base: tuple = _ZERO) -> None:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.base = base
         self.cells: list[tuple[list, threading.Thread]] = []
+        self.kernel = np.zeros(3)
 
     def new_cell(self) -> list:
         cell = [_ZERO]
@@ -138,7 +143,8 @@ class _Tally:
     def total(self) -> tuple:
         with self.lock:
             self._fold_dead()
-            total = self.base
+            rows, distortion, largest = self.kernel.tolist()
+            total = _merged(self.base, (int(rows), 0, int(rows), distortion, largest))
             for cell, _ in self.cells:
                 total = _merged(total, cell[0])
             return total
@@ -191,6 +197,12 @@ class DefenseStats:
         else:
             cell[0] = (q + rows, inf + infeasible, measured + rows, total + distortion_sum,
                        largest if largest >= distortion_max else distortion_max)
+
+    @property
+    def kernel_tally(self) -> np.ndarray:
+        """The float64 array (rows, distortion sum, largest distortion) of the current counts that compiled
+        code adds measured answers to, holding the GIL (Codebooks.quantize_array's `tally`)."""
+        return self._tally.kernel
 
     @property
     def queries(self) -> int:

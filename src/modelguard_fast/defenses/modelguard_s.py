@@ -310,10 +310,17 @@ class ModelGuardS(Defense):
             lock.acquire()  # not `with`: this path is timed against one torch op (issue 14)
             try:
                 self._check_usable()
-                try:
-                    out = self._quantize_in_place(view)
-                except _Conflict:  # the codebooks were caught up: redo the batch on them
-                    out = self._retrying(self._quantize_in_place, view, conflicts=1)
+                # A call whose rows are all valid hits is counted by the kernel (stats.kernel_tally) and
+                # answered with the array alone; anything else comes back as _quantize_in_place's tuple.
+                served = self._store.quantize_array(view, self.eps, self._mode, self._own_dtype_tol,
+                                                    self._stats.kernel_tally)
+                if served is None or type(served) is _ndarray:
+                    out = served
+                else:
+                    try:
+                        out = self._settled(self._own_dtype_tol, *served)
+                    except _Conflict:  # the codebooks were caught up: redo the batch on them
+                        out = self._retrying(self._quantize_in_place, view, conflicts=1)
             finally:
                 lock.release()
             if out is not None:
@@ -351,13 +358,7 @@ class ModelGuardS(Defense):
         its rows are held to the tolerance _arrays.checked would give them.
         """
         served = self._store.quantize_array(x, self.eps, self._mode, self._own_dtype_tol)
-        if served is None:
-            return None
-        out, rows, check, total, largest, appended = served
-        if check is not None or appended is not None:
-            return self._settled(self._own_dtype_tol, out, rows, check, total, largest, appended)
-        self._stats.record(rows, distortion_sum=total, distortion_max=largest)  # a hit: nothing to commit
-        return out
+        return None if served is None else self._settled(self._own_dtype_tol, *served)
 
     def _quantize_cpu(self, x: np.ndarray, sum_tol: float) -> np.ndarray:
         out = np.empty_like(x)
