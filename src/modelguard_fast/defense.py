@@ -168,12 +168,13 @@ class DefenseStats:
 
     Thread-safe and exact: each record() is one atomic update, without a lock
     (each thread adds into its own cell; readers sum the cells), so serving
-    threads never wait on each other here. reset() and load() start a new
-    generation of cells; a record racing with them lands before or after
-    them, whole. Copies (pickle, copy.deepcopy) carry the counts. A forked
-    child keeps the counts and gets fresh locks (the fork does not wait for
-    them: these are counts, not protection state, and their lock is never
-    held while another is taken).
+    threads never wait on each other here; compiled code may count measured
+    answers into `kernel_tally` instead, holding the GIL. reset() and load()
+    start a new generation of cells; a record racing with them lands before
+    or after them, whole. Copies (pickle, copy.deepcopy) carry the counts. A
+    forked child keeps the counts and gets fresh locks (the fork does not
+    wait for them: these are counts, not protection state, and their lock is
+    never held while another is taken).
     """
 
     _FIELDS = ("queries", "infeasible", "distortion_rows", "distortion_sum", "distortion_max")
