@@ -86,7 +86,10 @@ MGF_HD inline SearchHit<T> search_codebook(const T* y, const T* codebook, int64_
   if (mode == kSearchFirst || mode == kSearchOffline) {
     int64_t j = begin;
 #if defined(MGF_HOST_LANES)
-    for (; j + 1 < end; j += 2) {  // two centroids at a time; the lower index answers first
+    // Two centroids at a time (the lower index answers first) when rows are long
+    // enough for the chains to matter: at C = 100 it cut the scan from 45 to 35
+    // ns/row; at C = 10 it cost 4% (AVX2 module, one thread).
+    for (; C >= kBoundCheckColumns && j + 1 < end; j += 2) {
       T d0, d1;
       l1_distance_pair_bounded(y, codebook + j * C, codebook + (j + 1) * C, C, eps, &d0, &d1);
       if (d0 <= eps) return SearchHit<T>{j, d0};
