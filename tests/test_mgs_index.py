@@ -246,3 +246,48 @@ def test_one_class_streams_of_many_columns_equal_the_reference(seed, C, eps, ord
     got = np.concatenate([guard(stream[i : i + batch]) for i in range(0, len(stream), batch)])
     assert guard.centroid_counts[0] > 512  # indexed segments and a tail
     np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype,scales", [(np.float32, [1e-30, 1.0, 1e30, 1e37]),
+                                          (np.float64, [1e-300, 1e-30, 1.0, 1e30, 1e200])])
+def test_rows_of_extreme_magnitudes_keep_exact_answers(dtype, scales):
+    """Rows far from probability rows (the compiled store takes any finite rows): tiny ones whose
+    sums are subnormal in float32, huge ones whose sums overflow it; eps from tiny to huge."""
+    C = 24
+    rng = np.random.default_rng(3)
+    base = one_class_rows(1200, C, seed=3, dtype=np.float64)
+    book = (base * rng.choice(scales, (len(base), 1))).astype(dtype)
+    store = store_of(book, np.array([0, len(book), *[len(book)] * (C - 1)]))
+    queries = np.concatenate([book[rng.integers(0, len(book), 200)],
+                              mass_moved(book[rng.integers(0, len(book), 200)], 0.05, rng)]).astype(dtype)
+    queries = queries[queries.argmax(axis=1) == 0]
+    top = np.zeros(len(queries), np.int64)
+    for eps in [s * f for s in scales for f in (0.01, 0.3)]:
+        for mode in MODES:
+            (li, ld), (ii, idist) = linear_and_indexed(store, queries, top, eps, mode)
+            np.testing.assert_array_equal(ii, li, err_msg=f"{mode} eps={eps}")
+            np.testing.assert_array_equal(idist.tobytes(), ld.tobytes(), err_msg=f"{mode} eps={eps}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sums_straddling_float32_overflow_skip_nothing(dtype):
+    """Rows whose column-group sums lie on both sides of float32's largest value: a rounded sketch
+    would be infinite for some rows and finite for others, and a huge eps would accept them."""
+    C = 24
+    rng = np.random.default_rng(4)
+    book = rng.uniform(0.6, 1.4, (1500, C)) * 6.8e37
+    book[:, 0] = 1.5 * 6.8e37 * rng.uniform(1.0, 1.1, len(book))
+    book = book.astype(dtype)
+    store = store_of(book, np.array([0, len(book), *[len(book)] * (C - 1)]))
+    queries = book[rng.integers(0, len(book), 300)].astype(np.float64)
+    queries *= rng.uniform(0.97, 1.03, queries.shape)
+    queries = queries[queries.argmax(axis=1) == 0].astype(dtype)
+    top = np.zeros(len(queries), np.int64)
+    hits = 0
+    for eps in (1e37, 1e38, 3e38):
+        for mode in MODES:
+            (li, ld), (ii, idist) = linear_and_indexed(store, queries, top, eps, mode)
+            np.testing.assert_array_equal(ii, li, err_msg=f"{mode} eps={eps}")
+            np.testing.assert_array_equal(idist.tobytes(), ld.tobytes(), err_msg=f"{mode} eps={eps}")
+            hits += (li >= 0).sum()
+    assert hits > 0

@@ -201,6 +201,10 @@ void ClassIndex<T>::clear() {
   indexed_ = 0;
 }
 
+// The largest L1 norm of a query and a row for which a sketch is skipped: their sums then stay far below
+// float32's largest value (3.4e38), so rounding them to float32 is off by a relative uf at most.
+constexpr double kMaxNorm = 1e30;
+
 template <typename T>
 double ClassIndex<T>::prune_threshold(T bound, const Query& q, const Segment& s, int64_t C) const {
   const double u = std::numeric_limits<T>::epsilon() / 2;        // unit roundoff of the scan
@@ -219,7 +223,10 @@ double ClassIndex<T>::prune_threshold(T bound, const Query& q, const Segment& s,
   // segment's rounded sketches) adds at most 2 uf times that norm. The
   // query's and a row's together, with a factor 2 for margin; and an absolute
   // term for the roundings of float32 subnormals (2^-150 each, a few dozen).
-  const double sketch_error = 2.0 * (double(C + D_) * ud + 2.0 * uf) * (q.norm + s.norm) + 1e-35;
+  const double norms = q.norm + s.norm;
+  // Rows or a query of norm beyond float32's reach (or not finite): nothing is skipped.
+  if (!(norms <= kMaxNorm)) return INFINITY;
+  const double sketch_error = 2.0 * (double(C + D_) * ud + 2.0 * uf) * norms + 1e-35;
   // The float32 sketch distance's own roundings (D subtractions, D additions)
   // and those of this computation, with margin.
   return (real_bound + sketch_error) * (1.0 + 4.0 * double(D_ + 8) * uf);
