@@ -76,8 +76,8 @@ void ClassIndex<T>::round_sketch(const double* sketch, float* fine, float* coars
 }
 
 template <typename T>
-int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t begin, int64_t end) const {
-  const int D = D_, G = G_;
+int32_t ClassIndex<T>::build_node(Segment* s, const float* coarse, int64_t begin, int64_t end) const {
+  const int G = G_;
   const int64_t first = s->first;
   const int32_t id = static_cast<int32_t>(s->nodes.size());
   s->nodes.push_back(Node{begin, end, 0, 0});
@@ -88,12 +88,11 @@ int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t be
   std::fill(hi, hi + G, -INFINITY);
   int64_t* order = s->order.data();
   int64_t min_row = order[begin], max_row = order[begin];
-  float fine[kSketch], coarse[kSketch];
   for (int64_t p = begin; p < end; ++p) {
-    round_sketch(sketches + (order[p] - first) * D, fine, coarse);
+    const float* c = coarse + (order[p] - first) * G;
     for (int k = 0; k < G; ++k) {
-      lo[k] = std::min(lo[k], coarse[k]);
-      hi[k] = std::max(hi[k], coarse[k]);
+      lo[k] = std::min(lo[k], c[k]);
+      hi[k] = std::max(hi[k], c[k]);
     }
     min_row = std::min(min_row, order[p]);
     max_row = std::max(max_row, order[p]);
@@ -110,16 +109,17 @@ int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t be
   for (int k = 1; k < G; ++k) {
     if (hi[k] - lo[k] > hi[widest] - lo[widest]) widest = k;
   }
-  std::vector<std::pair<double, int64_t>> keys(static_cast<size_t>(end - begin));
-  for (int64_t p = begin; p < end; ++p) {
-    round_sketch(sketches + (order[p] - first) * D, fine, coarse);
-    keys[p - begin] = {std::isnan(coarse[widest]) ? INFINITY : double(coarse[widest]), order[p]};  // a strict order
-  }
+  auto key = [&](int64_t row) {  // NaN last: a strict weak order
+    const float v = coarse[(row - first) * G + widest];
+    return std::isnan(v) ? INFINITY : v;
+  };
   const int64_t mid = begin + (end - begin) / 2;
-  std::nth_element(keys.begin(), keys.begin() + (mid - begin), keys.end());
-  for (int64_t p = begin; p < end; ++p) order[p] = keys[p - begin].second;
-  const int32_t left = build_node(s, sketches, begin, mid);
-  const int32_t right = build_node(s, sketches, mid, end);
+  std::nth_element(order + begin, order + mid, order + end, [&](int64_t a, int64_t b) {
+    const float ka = key(a), kb = key(b);
+    return ka < kb || (ka == kb && a < b);
+  });
+  const int32_t left = build_node(s, coarse, begin, mid);
+  const int32_t right = build_node(s, coarse, mid, end);
   s->nodes[id].left = left;
   s->nodes[id].right = right;
   return id;
@@ -128,19 +128,20 @@ int32_t ClassIndex<T>::build_node(Segment* s, const double* sketches, int64_t be
 template <typename T>
 typename ClassIndex<T>::Segment ClassIndex<T>::build(int64_t first, int64_t last, const double* sketches,
                                                      double norm) const {
+  const int64_t n = last - first;
   Segment s;
   s.first = first;
   s.last = last;
   s.norm = norm;
-  s.order.resize(static_cast<size_t>(last - first));
+  // Each row's rounded sketch and coarse sketch, once, in row order.
+  std::vector<float> fine(static_cast<size_t>(n * D_)), coarse(static_cast<size_t>(n * G_));
+  for (int64_t j = 0; j < n; ++j) round_sketch(sketches + j * D_, fine.data() + j * D_, coarse.data() + j * G_);
+  s.order.resize(static_cast<size_t>(n));
   std::iota(s.order.begin(), s.order.end(), first);
-  s.nodes.reserve(static_cast<size_t>(4 * (last - first) / kLeafRows + 1));
-  build_node(&s, sketches, 0, last - first);
-  s.sketch.resize(static_cast<size_t>((last - first) * D_));
-  for (int64_t p = 0; p < last - first; ++p) {
-    const double* r = sketches + (s.order[p] - first) * D_;
-    for (int k = 0; k < D_; ++k) s.sketch[p * D_ + k] = static_cast<float>(r[k]);
-  }
+  s.nodes.reserve(static_cast<size_t>(4 * n / kLeafRows + 1));
+  build_node(&s, coarse.data(), 0, n);
+  s.sketch.resize(static_cast<size_t>(n * D_));
+  for (int64_t p = 0; p < n; ++p) std::copy_n(fine.data() + (s.order[p] - first) * D_, D_, s.sketch.data() + p * D_);
   return s;
 }
 

@@ -116,7 +116,8 @@ class ClassIndex {
   void round_sketch(const double* sketch, float* fine, float* coarse) const;
   // A segment of rows [first, last) whose sketches are sketches[(j - first) * D] and largest norm `norm`.
   Segment build(int64_t first, int64_t last, const double* sketches, double norm) const;
-  int32_t build_node(Segment* s, const double* sketches, int64_t begin, int64_t end) const;
+  // The node over order[begin, end) and those below it; coarse[(j - first) * G] is row j's coarse sketch.
+  int32_t build_node(Segment* s, const float* coarse, int64_t begin, int64_t end) const;
   // The smallest sketch distance that proves a row's computed distance exceeds `bound`.
   double prune_threshold(T bound, const Query& q, const Segment& s, int64_t C) const;
 
