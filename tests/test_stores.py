@@ -321,3 +321,58 @@ def test_an_exchange_reads_what_changed_not_every_class(redis_server):
     assert {c: server_calls(c) - before[c] for c in before} == {"llen": 4, "lrange": 3, "rpush": 2}
     assert client.lrange("mgf:{wide}:log", 0, -1) == [b"7", b"8", b"9"]
     client.close()
+
+
+def log_position_of(server, guard, name="model"):
+    """The log position whose state the guard's codebooks are (None if they are no log prefix)."""
+    client = server.client()
+    log = [int(c) for c in client.lrange(f"mgf:{{{name}}}:log", 0, -1)]
+    counts = guard.centroid_counts
+    position = int(counts.sum())
+    prefix = np.bincount(log[:position], minlength=C).tolist() == counts.tolist() and all(
+        b"".join(client.lrange(f"mgf:{{{name}}}:class:{c}", 0, int(counts[c]) - 1)) == guard.centroids(c).tobytes()
+        for c in range(C) if counts[c])
+    client.close()
+    return position if prefix else None
+
+
+def class_rows(cls, n, seed):
+    """n class-`cls` rows, each farther than EPS from the others."""
+    rows = np.random.default_rng(seed).random((n, C)) * 0.02
+    rows[:, cls] = 5.0
+    rows[np.arange(n), (cls + 1 + np.arange(n)) % C] += 3.0  # n < C; L1 distances about 0.7 > EPS
+    return (rows / rows.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_rows_that_cannot_be_adopted_after_an_append_leave_the_codebooks_a_log_prefix(redis_server):
+    # max_centroids is the guard's own setting: a replica with none fills class 0 beyond this guard's
+    # limit; this guard's append to class 1 succeeds, but the reply's class-0 rows cannot be adopted.
+    free, limited = guard_on(redis_server), guard_on(redis_server, max_centroids=2)
+    free(class_rows(0, 3, seed=1))
+    message = r"holds 3 centroids in one class, more than max_centroids=2"
+    with pytest.raises(StoreError, match=message):
+        limited(class_rows(1, 1, seed=2))
+    assert limited.centroid_counts.tolist() == [0] * C
+    assert log_position_of(redis_server, limited) == 0  # before the batch: the append stays in the store
+    with pytest.raises(StoreError, match=message):  # the same reason every time, not a "non-prefix" refusal
+        limited(class_rows(1, 1, seed=2))
+    assert log_position_of(redis_server, limited) == 0
+
+
+def test_an_interrupted_adoption_after_an_append_leaves_the_codebooks_a_log_prefix(redis_server, monkeypatch):
+    first, second = guard_on(redis_server), guard_on(redis_server)
+    first(class_rows(0, 2, seed=3))
+    adopt = mgf.ModelGuardS._adopt
+
+    def interrupted(self, records):
+        if records:
+            raise KeyboardInterrupt
+        adopt(self, records)
+    monkeypatch.setattr(mgf.ModelGuardS, "_adopt", interrupted)
+    rows = class_rows(1, 1, seed=4)
+    with pytest.raises(KeyboardInterrupt):
+        second(rows)  # appended to the store, then interrupted while adopting first's class-0 rows
+    assert log_position_of(redis_server, second) == 0
+    monkeypatch.setattr(mgf.ModelGuardS, "_adopt", adopt)
+    np.testing.assert_array_equal(second(rows), rows)  # its own centroid, fetched back: no refusal
+    assert log_position_of(redis_server, second) == 3

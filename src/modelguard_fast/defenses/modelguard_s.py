@@ -428,7 +428,9 @@ class ModelGuardS(Defense):
         Undone, with CapacityError, when a class would exceed max_centroids.
         The store's reply also carries what other replicas appended: adopted
         after a successful append, and before the caller redoes the batch
-        after a conflict (_Conflict).
+        after a conflict (_Conflict). If they cannot be adopted (the store's
+        error), the codebooks are left as before the batch, a prefix of the
+        store's log (the append stays in the store).
         """
         self._changed()
         newer: list[tuple[int, bytes]] = []
@@ -450,8 +452,16 @@ class ModelGuardS(Defense):
             if isinstance(err, _Conflict):
                 self._adopt(newer)  # then the caller redoes the batch
             raise
+        try:
+            self._adopt(newer)
+        except BaseException:
+            # The store logged `newer` before this append: without them the codebooks would
+            # not be a log prefix (and every later exchange would be refused), so go back to
+            # `base`, one; the next exchange fetches both again.
+            self._store.truncate(base.tolist())
+            self._changed()
+            raise
         self._warn_if_full(counts)
-        self._adopt(newer)
 
     def _catch_up(self) -> None:
         """Appends what the store holds beyond the local codebooks (validated) to them."""
