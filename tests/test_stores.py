@@ -1,5 +1,6 @@
 """Codebook stores: the local short form, and RedisStore against a real private redis-server."""
 
+import re
 import time
 
 import numpy as np
@@ -376,3 +377,97 @@ def test_an_interrupted_adoption_after_an_append_leaves_the_codebooks_a_log_pref
     monkeypatch.setattr(mgf.ModelGuardS, "_adopt", adopt)
     np.testing.assert_array_equal(second(rows), rows)  # its own centroid, fetched back: no refusal
     assert log_position_of(redis_server, second) == 3
+
+
+@pytest.mark.parametrize("entry", [b"\xff", b"01", b" 3", b"3.0", b"-3", "\u0663".encode()])  # U+0663: Arabic 3
+def test_log_entries_that_are_not_a_class_number_are_refused(redis_server, entry):
+    first = guard_on(redis_server)
+    first(classifier_like(300, C, seed=12))
+    client = redis_server.client()
+    client.rpush("mgf:{model}:class:3", first.centroids(3)[0].tobytes())  # a row counted by open...
+    client.rpush("mgf:{model}:log", entry)  # ...logged under a name that is no class number
+    client.close()
+    message = "its log names class " + re.escape(repr(entry.decode(errors="backslashreplace"))) + \
+        r" 1 times past this guard's position, and that class holds \d+ centroids \(no such class\)"
+    with pytest.raises(StoreError, match=message):
+        first.refresh()
+    with pytest.raises(StoreError, match="a corrupted codebook"):  # from the log's start: class 3 is one short
+        guard_on(redis_server)
+
+
+def test_foreign_bytes_under_the_name_are_refused_as_store_errors(redis_server):
+    guard_on(redis_server)(classifier_like(100, C, seed=13))
+    client = redis_server.client()
+    client.set(b"mgf:{model}:\xff", b"x")
+    with pytest.raises(StoreError, match=r"keys that are not part of its codebook: \['mgf:\{model\}:\\\\xff'\]"):
+        guard_on(redis_server)
+    client.delete(b"mgf:{model}:\xff")
+    client.hset("mgf:{model}:settings", "order", b"\xfe")
+    with pytest.raises(StoreError, match=r"written with settings .*'order': '\\\\xfe'"):
+        guard_on(redis_server)
+    client.close()
+
+
+def test_a_busy_server_is_unavailable_not_untrustworthy(tmp_path):
+    import threading
+
+    from redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis", extra=("--busy-reply-threshold", "20")).start()
+    guard = guard_on(server)
+    client = server.client()
+    try:
+        busy = threading.Thread(target=client.eval, args=(  # another client's long script: 1.5 s
+            "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] repeat t = redis.call('TIME') "
+            "until t[1] * 1e6 + t[2] - s > 1.5e6 return 1", 0))
+        busy.start()
+        probe = server.client()
+        deadline = time.monotonic() + 10
+        while True:
+            assert time.monotonic() < deadline, "the server never became busy"
+            try:
+                probe.ping()
+            except Exception as err:  # noqa: BLE001 - BUSY is a plain ResponseError in redis-py
+                assert str(err).startswith("BUSY")
+                break
+        rows = classifier_like(50, C, seed=14)
+        with pytest.raises(StoreUnavailable, match=r"Redis store 'model' at .* cannot serve now: BUSY"):
+            guard(rows)
+        assert guard.num_centroids == 0
+        busy.join()
+        np.testing.assert_array_equal(guard(rows), ReferenceModelGuardS(C, EPS)(rows))  # served once it is free
+        probe.close()
+    finally:
+        busy.join()
+        client.close()
+        server.kill()
+
+
+def test_a_primary_turned_replica_is_unavailable_not_untrustworthy(redis_server, tmp_path):
+    from redis_server import RedisServer
+
+    guard = guard_on(redis_server)
+    guard(classifier_like(100, C, seed=15))
+    old = redis_server.client()
+    old.config_set("repl-diskless-sync-delay", 0)  # a replica syncs at once, not after 5 s
+    promoted = RedisServer(tmp_path / "promoted", extra=("--replicaof", "127.0.0.1", str(redis_server.port),
+                                                         "--repl-diskless-sync-delay", "0")).start()
+    try:
+        def linked(server):
+            client = server.client()
+            deadline = time.monotonic() + 20
+            while client.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "the replica did not connect"
+                time.sleep(0.05)
+            return client
+        linked(promoted).replicaof("NO", "ONE")  # a failover: the replica is promoted...
+        old.replicaof("127.0.0.1", promoted.port)  # ...and the guard's server now follows it
+        linked(redis_server).close()
+        before = guard.state_dict()
+        with pytest.raises(StoreUnavailable, match=r"cannot serve now: You can't write against a read only replica"):
+            guard(classifier_like(100, C, seed=16))
+        np.testing.assert_array_equal(guard.state_dict()["centroids"], before["centroids"])
+        old.replicaof("NO", "ONE")
+    finally:
+        old.close()
+        promoted.kill()

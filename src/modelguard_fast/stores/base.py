@@ -26,7 +26,8 @@ class StoreError(ValueError):
 
 
 class StoreUnavailable(RuntimeError):
-    """The store could not be reached (or did not acknowledge a write) within its timeouts.
+    """The store could not be reached, could not serve now (e.g. busy, or mid-failover), or did not
+    acknowledge a write within its timeouts.
 
     Raised only for calls that need the store: a row that would create a new
     centroid. Nothing was appended to the guard's codebooks.

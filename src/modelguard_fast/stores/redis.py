@@ -56,8 +56,14 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 
 log = logging.getLogger(__name__)
 
+# Replies of a server that is up but cannot serve now (a long script of any client: BUSY; a
+# failover under way: a primary turned replica, a cluster without its primary): StoreUnavailable,
+# not untrustworthy content. redis-py has no class for BUSY.
+_TRANSIENT = (redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
+
 FORMAT = "modelguard_fast.codebooks"
 _NAME = re.compile(r"[A-Za-z0-9_.:/@+=-]{1,200}")
+_CLASS = re.compile(r"0|[1-9][0-9]{0,17}")  # a log entry: a class number as the sync script writes it
 
 _OPEN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -147,7 +153,8 @@ return out
 
 
 def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A reply's bytes as text; bytes that are not UTF-8 (foreign content) appear escaped, never raise."""
+    return value.decode(errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
 class RedisStore(CodebookStore):
@@ -166,7 +173,8 @@ class RedisStore(CodebookStore):
             fewer within `wait_timeout` seconds raises StoreUnavailable and nothing is answered.
         **client_options: passed to ``redis.Redis.from_url`` (e.g. ``ssl_ca_certs``).
 
-    Errors: StoreUnavailable when the server cannot be reached or does not acknowledge;
+    Errors: StoreUnavailable when the server cannot be reached, does not acknowledge, or cannot
+    serve now (BUSY with another client's long script; READONLY or CLUSTERDOWN during a failover);
     StoreError for settings that differ from the guard's or content that is not a valid
     codebook (foreign keys or types under the name, lost data, malformed rows).
     """
@@ -224,6 +232,8 @@ class RedisStore(CodebookStore):
             raise StoreError(f"{self.describe()}: the Redis user may not do this ({err}); see the README's "
                              "ACL for a replica") from None
         except redis.exceptions.ResponseError as err:
+            if isinstance(err, _TRANSIENT) or str(err).startswith("BUSY "):
+                raise StoreUnavailable(f"{self.describe()} cannot serve now: {err}") from None
             raise StoreError(f"{self.describe()} refused a codebook operation: {err} "
                              "(keys under the name that are not a modelguard_fast codebook?)") from None
 
@@ -330,7 +340,7 @@ class RedisStore(CodebookStore):
                              "appendfsync always, or wait_replicas)")
         newer = []
         for named, n, logged, rows in result[2:]:
-            cls = int(named) if _text(named).isdecimal() else -1
+            cls = int(_text(named)) if _CLASS.fullmatch(_text(named)) else -1
             if not 0 <= cls < len(since) or n - logged != since[cls] or len(rows) != logged:
                 held = f"this guard holds {since[cls]}" if 0 <= cls < len(since) else "no such class"
                 raise StoreError(f"{self.describe()}: its log names class {_text(named)!r} {logged} times past "
