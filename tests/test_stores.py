@@ -471,3 +471,23 @@ def test_a_primary_turned_replica_is_unavailable_not_untrustworthy(redis_server,
     finally:
         old.close()
         promoted.kill()
+
+
+def test_a_conflict_the_log_does_not_explain_is_refused_at_once(redis_server):
+    # A row in a class list without its log entry (a foreign writer, a hand-made restore): a new guard's
+    # open refuses it; a running guard's append to that class conflicts, and no log entry explains why.
+    guard = guard_on(redis_server)
+    guard(classifier_like(300, C, seed=17))
+    client = redis_server.client()
+    client.rpush("mgf:{model}:class:3", guard.centroids(3)[0].tobytes())
+    before = guard.state_dict()
+    rows = classifier_like(3000, C, seed=18)
+    rows = rows[rows.argmax(1) == 3][:20]  # class-3 rows, new ones among them
+    scripts = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    held = int(before["counts"][3])
+    with pytest.raises(StoreError, match=rf"class 3 holds {held + 1} centroids, but this guard holds {held} and "
+                                         r"the log names 0 more: a corrupted codebook"):
+        guard(rows)  # was: 64 exchanges, then StoreUnavailable "other replicas keep appending"
+    assert client.info("commandstats")["cmdstat_evalsha"]["calls"] - scripts == 1
+    np.testing.assert_array_equal(guard.state_dict()["centroids"], before["centroids"])
+    client.close()

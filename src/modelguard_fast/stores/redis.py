@@ -91,7 +91,8 @@ return {1, {}, 0, 0}
 # touched class still has the caller's count, and then logs the classes in
 # order. Returns -1 without a settings record; {-2, log length} when the log
 # is shorter than the caller's position (acknowledged appends were lost);
-# else {appended (1/0), log length before the append, then {class, its length, its
+# else {appended (1/0), log length before the append, {} or on a conflict {the first
+# touched class whose length differs, that length}, then {class, its length, its
 # entries in the log past the position, its last rows (that many)} for each class the log names past the
 # caller's position, in order of first appearance}. Its cost is that of what
 # changed since the caller's position, not of the number of classes.
@@ -107,18 +108,21 @@ if total < position then
   return {-2, total}
 end
 local ok = 1
+local conflict = {}
 local checked = {}
 for j = 2, #ARGV, 3 do
   local c = ARGV[j]
   if not checked[c] then
     checked[c] = true
-    if redis.call('LLEN', prefix .. 'class:' .. c) ~= tonumber(ARGV[j + 1]) then
+    local n = redis.call('LLEN', prefix .. 'class:' .. c)
+    if n ~= tonumber(ARGV[j + 1]) then
       ok = 0
+      conflict = {c, n}
       break
     end
   end
 end
-local out = {ok, total}
+local out = {ok, total, conflict}
 if total > position then
   local count, first = {}, {}
   for _, c in ipairs(redis.call('LRANGE', log, position, -1)) do
@@ -339,7 +343,7 @@ class RedisStore(CodebookStore):
                              "guard already answered with: acknowledged data was lost (enable AOF with "
                              "appendfsync always, or wait_replicas)")
         newer = []
-        for named, n, logged, rows in result[2:]:
+        for named, n, logged, rows in result[3:]:
             cls = int(_text(named)) if _CLASS.fullmatch(_text(named)) else -1
             if not 0 <= cls < len(since) or n - logged != since[cls] or len(rows) != logged:
                 held = f"this guard holds {since[cls]}" if 0 <= cls < len(since) else "no such class"
@@ -347,6 +351,13 @@ class RedisStore(CodebookStore):
                                  f"this guard's position, and that class holds {n} centroids ({held}): a corrupted "
                                  "codebook, or counts that are not the state of a prefix of its log; refusing it")
             newer += [(cls, bytes(row)) for row in rows]
+        if result[0] == 0:  # a conflict must be explained by the log: rows past the caller's position
+            cls, n = int(result[2][0]), result[2][1]
+            logged = sum(1 for c, _ in newer if c == cls)
+            if n != since[cls] + logged:
+                raise StoreError(f"{self.describe()}: class {cls} holds {n} centroids, but this guard holds "
+                                 f"{since[cls]} and the log names {logged} more: a corrupted codebook (rows outside "
+                                 "its log, or acknowledged ones lost); refusing it")
         return result[0] == 1, newer
 
     def counts(self) -> np.ndarray:
