@@ -142,9 +142,11 @@ MGF_HD inline int32_t check_probability_row(const T* y, int64_t C, double sum_to
   for (;; k += 8) {
     if (k + 8 <= C) {
       lanes::load(y + k, v);
+      lanes::pin(v, N);  // y is read once: the copy and every use below see the same values
       if (copy != nullptr) lanes::store_row(v, copy + k);
     } else if (k < C) {
       lanes::load_tail(y + k, C - k, T(-0.0), v);  // -0.0: adds nothing, passes, never the largest
+      lanes::pin(v, N);
       if (copy != nullptr) lanes::store_tail<T>(v, C - k, copy + k);
     } else {
       break;

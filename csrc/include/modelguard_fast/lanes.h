@@ -68,6 +68,25 @@ MGF_LANES_INLINE void load(const T* p, typename Lanes<T>::V* v) {
   for (int n = 0; n < L::N; ++n) std::memcpy(&v[n], p + n * L::W, sizeof(typename L::V));
 }
 
+// Makes the compiler hold v[0..N) in registers as loaded: it may not fold the
+// load into each instruction that uses it (x86 AVX encodings take unaligned
+// memory operands), which would read the memory once per use. Rows that
+// another thread may rewrite meanwhile (a caller's buffer) must be read once,
+// so the row checked is the row copied (check_probability_row). No
+// instruction is emitted.
+template <typename V>
+MGF_LANES_INLINE void pin(V* v, int n) {
+  for (int i = 0; i < n; ++i) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm volatile("" : "+x"(v[i]));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    asm volatile("" : "+w"(v[i]));
+#elif defined(__GNUC__)
+    asm volatile("" : "+m"(v[i]));
+#endif
+  }
+}
+
 template <typename V, typename T, size_t... I>
 MGF_LANES_INLINE V gather(const T* p, int64_t first, int64_t n, T fill, std::index_sequence<I...>) {
   return V{(first + int64_t(I) < n ? p[first + int64_t(I)] : fill)...};
